@@ -1,0 +1,44 @@
+"""keras_resnorm: residual connections and normalization layers for Keras 3.
+
+The public API lives here:
+
+>>> from keras_resnorm import ResidualWrapper, RMSNormalization
+"""
+
+from keras_resnorm import ops
+from keras_resnorm.layers import (
+    NORMALIZATIONS,
+    DropPath,
+    DynamicTanh,
+    FeedForward,
+    LayerNormalization,
+    ResidualWrapper,
+    RMSNormalization,
+    ScaleNormalization,
+    SelfAttention,
+    TransformerEncoder,
+    TransformerEncoderBlock,
+    deepnorm_constants,
+    layerscale_init_for_depth,
+    normalization,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DropPath",
+    "DynamicTanh",
+    "FeedForward",
+    "LayerNormalization",
+    "NORMALIZATIONS",
+    "RMSNormalization",
+    "ResidualWrapper",
+    "ScaleNormalization",
+    "SelfAttention",
+    "TransformerEncoder",
+    "TransformerEncoderBlock",
+    "deepnorm_constants",
+    "layerscale_init_for_depth",
+    "normalization",
+    "ops",
+]

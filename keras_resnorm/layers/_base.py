@@ -1,0 +1,130 @@
+"""Private helpers shared by the normalization layers."""
+
+import keras
+from keras import constraints, initializers, regularizers
+
+
+def check_rate(name, value):
+    """Validate a probability-like rate in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name} must be a float in [0, 1). Received: {name}={value!r}"
+        )
+    if not 0.0 <= value < 1.0:
+        raise ValueError(
+            f"{name} must be in [0, 1). Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_positive(name, value, integer=False):
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        what = "a positive integer" if integer else "a positive number"
+        raise ValueError(f"{name} must be {what}. Received: {name}={value!r}")
+    return value
+
+
+def check_floating_input(layer, inputs):
+    """Raise a TypeError naming the layer when `inputs` is not floating."""
+    dtype = keras.backend.standardize_dtype(inputs.dtype)
+    if "float" not in dtype:
+        raise TypeError(
+            f"{type(layer).__name__} '{layer.name}' expects floating-point "
+            f"inputs. Received: inputs.dtype={dtype}"
+        )
+
+
+def check_axis(axis):
+    ok = isinstance(axis, int) and not isinstance(axis, bool)
+    if isinstance(axis, (list, tuple)) and axis:
+        ok = all(isinstance(a, int) and not isinstance(a, bool) for a in axis)
+    if not ok:
+        raise TypeError(
+            "axis must be an int or a non-empty list of ints. "
+            f"Received: axis={axis!r}"
+        )
+    return list(axis) if isinstance(axis, (list, tuple)) else axis
+
+
+class NormalizationBase(keras.layers.Layer):
+    """Axis handling, float32 weights and masking for the norm layers.
+
+    Subclasses call `_add_norm_weight` in `build` and implement `call`.
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = check_axis(axis)
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) \
+                or epsilon < 0:
+            raise ValueError(
+                "epsilon must be a non-negative number. "
+                f"Received: epsilon={epsilon!r}"
+            )
+        self.epsilon = float(epsilon)
+        self.supports_masking = True
+
+    def _resolve_axes(self, input_shape):
+        rank = len(input_shape)
+        axes = [self.axis] if isinstance(self.axis, int) else self.axis
+        for a in axes:
+            if not -rank <= a < rank:
+                raise ValueError(
+                    f"axis {a} is out of bounds for inputs of rank {rank} "
+                    f"(shape {tuple(input_shape)}). Received: axis={self.axis}"
+                )
+        resolved = sorted(a % rank for a in axes)
+        if len(set(resolved)) != len(resolved):
+            raise ValueError(
+                f"axis names the same dimension twice. Received: axis={self.axis}"
+            )
+        for a in resolved:
+            if input_shape[a] is None:
+                raise ValueError(
+                    f"The normalized dimension {a} must be known when the "
+                    f"layer is built. Received: input_shape={tuple(input_shape)}"
+                )
+        return resolved
+
+    def build(self, input_shape):
+        self._axes = self._resolve_axes(input_shape)
+        self._param_shape = tuple(input_shape[a] for a in self._axes)
+
+    def _add_norm_weight(self, name, initializer, regularizer=None,
+                         constraint=None, shape=None):
+        # Norm weights stay float32 under every dtype policy (autocast off).
+        return self.add_weight(
+            name=name,
+            shape=self._param_shape if shape is None else shape,
+            initializer=initializer,
+            regularizer=regularizer,
+            constraint=constraint,
+            dtype="float32",
+            autocast=False,
+        )
+
+    def compute_output_shape(self, input_shape):
+        self._resolve_axes(input_shape)
+        return tuple(input_shape)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"axis": self.axis, "epsilon": self.epsilon})
+        return config
+
+
+def serialize_weight_options(**items):
+    """Serialize initializer/regularizer/constraint attributes by name."""
+    out = {}
+    for key, value in items.items():
+        if key.endswith("initializer"):
+            out[key] = initializers.serialize(value)
+        elif key.endswith("regularizer"):
+            out[key] = regularizers.serialize(value)
+        else:
+            out[key] = constraints.serialize(value)
+    return out

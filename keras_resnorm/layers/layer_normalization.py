@@ -1,0 +1,155 @@
+import keras
+from keras import constraints, initializers, regularizers
+
+from keras_resnorm import ops as rn_ops
+from keras_resnorm.layers._base import (
+    NormalizationBase,
+    check_floating_input,
+    serialize_weight_options,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_resnorm")
+class LayerNormalization(NormalizationBase):
+    """Layer normalization (Ba et al., 2016), a drop-in for Keras's layer.
+
+    Takes the same arguments, defaults and weights as
+    `keras.layers.LayerNormalization` and gives the same outputs, with the
+    statistics always computed in float32 (two-pass, so constant rows and
+    float16 rows of magnitude up to 6e4 stay finite). Two additions:
+    `center=False` gives the bias-free form, and `unit_offset=True` stores
+    the gain as `gamma - 1` so that weight decay pulls the effective gain
+    toward 1 instead of 0.
+
+    ```
+    mu  = mean(x, axis)
+    var = mean((x - mu) ** 2, axis)
+    y   = (x - mu) / sqrt(var + epsilon) * g + beta
+    g   = gamma            (unit_offset=False)
+    g   = 1 + gamma        (unit_offset=True)
+    ```
+
+    Masks pass through unchanged; masked positions are normalized like any
+    other row, since each row's statistics use that row alone.
+
+    Args:
+        axis: int or list of ints, the axes to normalize over. Defaults to
+            `-1`.
+        epsilon: small float added to the variance. Defaults to `1e-3`.
+        center: whether to add the learned offset `beta`; `False` is the
+            bias-free form. Defaults to `True`.
+        scale: whether to multiply by the learned gain. Defaults to `True`.
+        unit_offset: whether the gain is stored as `gamma - 1`. Defaults to
+            `False`.
+        beta_initializer: initializer for `beta`. Defaults to `"zeros"`.
+        gamma_initializer: initializer for `gamma`. Defaults to `"ones"`,
+            or `"zeros"` when `unit_offset=True` (an effective gain of 1).
+        beta_regularizer: optional regularizer for `beta`. Defaults to
+            `None`.
+        gamma_regularizer: optional regularizer for `gamma`. Defaults to
+            `None`.
+        beta_constraint: optional constraint for `beta`. Defaults to `None`.
+        gamma_constraint: optional constraint for `gamma`. Defaults to
+            `None`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...). Keras's
+            `rms_scaling=False` is accepted so Keras configs load;
+            `rms_scaling=True` raises, use `RMSNormalization`.
+
+    Call arguments:
+        inputs: floating-point tensor of any rank.
+
+    Input shape:
+        Any; the normalized dimensions must be known.
+
+    Output shape:
+        Same as the input, in the layer's compute dtype.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_resnorm import LayerNormalization
+    >>> layer = LayerNormalization(epsilon=1e-6)
+    >>> y = layer(np.array([[1.0, 2.0, 3.0, 4.0]]))
+    >>> np.round(np.asarray(y), 3).tolist()
+    [[-1.342, -0.447, 0.447, 1.342]]
+
+    Reference:
+        Ba, Kiros & Hinton, "Layer Normalization", 2016,
+        https://arxiv.org/abs/1607.06450
+    """
+
+    def __init__(
+        self,
+        axis=-1,
+        epsilon=1e-3,
+        center=True,
+        scale=True,
+        unit_offset=False,
+        beta_initializer="zeros",
+        gamma_initializer=None,
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        **kwargs,
+    ):
+        rms_scaling = kwargs.pop("rms_scaling", False)
+        if rms_scaling:
+            raise ValueError(
+                "rms_scaling=True is not supported; use "
+                "keras_resnorm.RMSNormalization. Received: rms_scaling=True"
+            )
+        super().__init__(axis=axis, epsilon=epsilon, **kwargs)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.unit_offset = bool(unit_offset)
+        if gamma_initializer is None:
+            gamma_initializer = "zeros" if unit_offset else "ones"
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.gamma = None
+        self.beta = None
+        if self.scale:
+            self.gamma = self._add_norm_weight(
+                "gamma", self.gamma_initializer, self.gamma_regularizer,
+                self.gamma_constraint,
+            )
+        if self.center:
+            self.beta = self._add_norm_weight(
+                "beta", self.beta_initializer, self.beta_regularizer,
+                self.beta_constraint,
+            )
+
+    def call(self, inputs):
+        check_floating_input(self, inputs)
+        return rn_ops.layer_norm(
+            inputs, self.gamma, self.beta, axis=self._axes,
+            epsilon=self.epsilon, unit_offset=self.unit_offset,
+            dtype=self.compute_dtype,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "center": self.center,
+                "scale": self.scale,
+                "unit_offset": self.unit_offset,
+                **serialize_weight_options(
+                    beta_initializer=self.beta_initializer,
+                    gamma_initializer=self.gamma_initializer,
+                    beta_regularizer=self.beta_regularizer,
+                    gamma_regularizer=self.gamma_regularizer,
+                    beta_constraint=self.beta_constraint,
+                    gamma_constraint=self.gamma_constraint,
+                ),
+            }
+        )
+        return config

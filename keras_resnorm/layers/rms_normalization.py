@@ -1,0 +1,116 @@
+import keras
+from keras import constraints, initializers, regularizers
+
+from keras_resnorm import ops as rn_ops
+from keras_resnorm.layers._base import (
+    NormalizationBase,
+    check_floating_input,
+    serialize_weight_options,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_resnorm")
+class RMSNormalization(NormalizationBase):
+    """Root-mean-square normalization (Zhang & Sennrich, 2019).
+
+    LayerNorm without the centering: each row is divided by its root mean
+    square, then multiplied by a learned gain. The statistic is computed in
+    float32 under every dtype policy. Unlike `keras.layers.RMSNormalization`
+    this layer keeps the Keras mask: masks pass through unchanged, and masked
+    positions are normalized like any other row.
+
+    ```
+    rms = sqrt(mean(x ** 2, axis) + epsilon)
+    y   = x / rms * g
+    g   = gamma            (unit_offset=False)
+    g   = 1 + gamma        (unit_offset=True, as in Gemma)
+    ```
+
+    Args:
+        axis: int or list of ints, the axes to normalize over. Defaults to
+            `-1`.
+        epsilon: small float added to the mean square. Defaults to `1e-6`.
+        scale: whether to learn the gain; `False` gives a parameter-free
+            layer. Defaults to `True`.
+        unit_offset: whether the gain is stored as `gamma - 1`. Defaults to
+            `False`.
+        gamma_initializer: initializer for `gamma`. Defaults to `"ones"`,
+            or `"zeros"` when `unit_offset=True`.
+        gamma_regularizer: optional regularizer for `gamma`. Defaults to
+            `None`.
+        gamma_constraint: optional constraint for `gamma`. Defaults to
+            `None`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: floating-point tensor of any rank.
+
+    Input shape:
+        Any; the normalized dimensions must be known.
+
+    Output shape:
+        Same as the input, in the layer's compute dtype.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_resnorm import RMSNormalization
+    >>> y = RMSNormalization(epsilon=0.0)(np.array([[3.0, 4.0]]))
+    >>> np.round(np.asarray(y), 4).tolist()
+    [[0.8485, 1.1314]]
+
+    Reference:
+        Zhang & Sennrich, "Root Mean Square Layer Normalization", NeurIPS
+        2019, https://arxiv.org/abs/1910.07467
+    """
+
+    def __init__(
+        self,
+        axis=-1,
+        epsilon=1e-6,
+        scale=True,
+        unit_offset=False,
+        gamma_initializer=None,
+        gamma_regularizer=None,
+        gamma_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(axis=axis, epsilon=epsilon, **kwargs)
+        self.scale = bool(scale)
+        self.unit_offset = bool(unit_offset)
+        if gamma_initializer is None:
+            gamma_initializer = "zeros" if unit_offset else "ones"
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.gamma = None
+        if self.scale:
+            self.gamma = self._add_norm_weight(
+                "gamma", self.gamma_initializer, self.gamma_regularizer,
+                self.gamma_constraint,
+            )
+
+    def call(self, inputs):
+        check_floating_input(self, inputs)
+        return rn_ops.rms_norm(
+            inputs, self.gamma, axis=self._axes, epsilon=self.epsilon,
+            unit_offset=self.unit_offset, dtype=self.compute_dtype,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "scale": self.scale,
+                "unit_offset": self.unit_offset,
+                **serialize_weight_options(
+                    gamma_initializer=self.gamma_initializer,
+                    gamma_regularizer=self.gamma_regularizer,
+                    gamma_constraint=self.gamma_constraint,
+                ),
+            }
+        )
+        return config

@@ -1,0 +1,312 @@
+import keras
+
+from keras_resnorm.layers._base import check_positive, check_rate
+from keras_resnorm.layers.feed_forward import FeedForward
+from keras_resnorm.layers.normalization import check_norm_name, normalization
+from keras_resnorm.layers.residual_wrapper import ResidualWrapper
+from keras_resnorm.layers.self_attention import SelfAttention
+
+_FINAL_NORM = ("auto", True, False)
+
+
+@keras.saving.register_keras_serializable(package="keras_resnorm")
+class TransformerEncoderBlock(keras.layers.Layer):
+    """One Transformer encoder block: self-attention, then feed-forward.
+
+    Each sub-layer sits in a `ResidualWrapper`, so every placement, norm and
+    branch scaling of the wrapper is available (Vaswani et al., 2017):
+
+    ```
+    x = ResidualWrapper(SelfAttention)(x)
+    y = ResidualWrapper(FeedForward)(x)
+    ```
+
+    With `placement="pre"` or `"sandwich"` the block's output is not
+    normalized; a stack of such blocks needs a final norm, which
+    `TransformerEncoder` adds.
+
+    Args:
+        num_heads: number of attention heads.
+        intermediate_dim: width of the feed-forward hidden layer.
+        key_dim: size of each attention head; `None` means
+            `features // num_heads`. Defaults to `None`.
+        norm: norm name (`"layer"`, `"rms"`, `"scale"`, `"dyt"`). Defaults
+            to `"layer"`.
+        placement: norm placement, see `ResidualWrapper`. Defaults to
+            `"pre"`.
+        norm_kwargs: dict of norm constructor arguments. Defaults to `None`.
+        branch_scale: `None`, `"rezero"`, `"layerscale"` or a float.
+            Defaults to `None`.
+        layerscale_init: initial LayerScale value, `None` for the CaiT
+            schedule by `depth`. Defaults to `None`.
+        depth: number of blocks in the stack (DeepNorm, LayerScale).
+            Defaults to `None`.
+        dropout: dropout on each residual branch and inside the
+            feed-forward. Defaults to `0.0`.
+        attention_dropout: dropout on the attention weights. Defaults to
+            `0.0`.
+        drop_path: stochastic depth rate of both branches. Defaults to
+            `0.0`.
+        activation: feed-forward activation. Defaults to `"gelu"`.
+        seed: optional int seed. Defaults to `None`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: `(batch, time, features)` tensor.
+        mask: optional `(batch, time)` padding mask.
+        training: whether dropout is active.
+
+    Input shape:
+        `(batch, time, features)`.
+
+    Output shape:
+        `(batch, time, features)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_resnorm import TransformerEncoderBlock
+    >>> block = TransformerEncoderBlock(num_heads=2, intermediate_dim=32,
+    ...                                 norm="rms", placement="sandwich")
+    >>> tuple(block(np.zeros((2, 7, 16), "float32")).shape)
+    (2, 7, 16)
+
+    Reference:
+        Vaswani et al., "Attention Is All You Need", NeurIPS 2017,
+        https://arxiv.org/abs/1706.03762
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        intermediate_dim,
+        key_dim=None,
+        norm="layer",
+        placement="pre",
+        norm_kwargs=None,
+        branch_scale=None,
+        layerscale_init=None,
+        depth=None,
+        dropout=0.0,
+        attention_dropout=0.0,
+        drop_path=0.0,
+        activation="gelu",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.key_dim = key_dim
+        self.norm = norm
+        self.placement = placement
+        self.norm_kwargs = norm_kwargs
+        self.branch_scale = branch_scale
+        self.layerscale_init = layerscale_init
+        self.depth = depth
+        self.dropout = check_rate("dropout", dropout)
+        self.attention_dropout = check_rate(
+            "attention_dropout", attention_dropout
+        )
+        self.drop_path = check_rate("drop_path", drop_path)
+        self.activation = keras.activations.serialize(
+            keras.activations.get(activation)
+        )
+        self.seed = seed
+        self.supports_masking = True
+        residual = dict(
+            norm=norm, placement=placement, norm_kwargs=norm_kwargs,
+            branch_scale=branch_scale, layerscale_init=layerscale_init,
+            depth=depth, dropout=self.dropout, drop_path=self.drop_path,
+            projection=False, seed=seed, dtype=self.dtype_policy,
+        )
+        self.attention_block = ResidualWrapper(
+            SelfAttention(
+                num_heads, key_dim=key_dim, dropout=self.attention_dropout,
+                dtype=self.dtype_policy, name="self_attention",
+            ),
+            name="attention_residual", **residual,
+        )
+        self.feed_forward_block = ResidualWrapper(
+            FeedForward(
+                intermediate_dim, activation=activation, dropout=self.dropout,
+                dtype=self.dtype_policy, name="feed_forward",
+            ),
+            name="feed_forward_residual", **residual,
+        )
+
+    def build(self, input_shape):
+        self.attention_block.build(input_shape)
+        self.feed_forward_block.build(input_shape)
+
+    def call(self, inputs, mask=None, training=None):
+        x = self.attention_block(inputs, mask=mask, training=training)
+        return self.feed_forward_block(x, mask=mask, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "intermediate_dim": self.intermediate_dim,
+                "key_dim": self.key_dim,
+                "norm": self.norm,
+                "placement": self.placement,
+                "norm_kwargs": self.norm_kwargs,
+                "branch_scale": self.branch_scale,
+                "layerscale_init": self.layerscale_init,
+                "depth": self.depth,
+                "dropout": self.dropout,
+                "attention_dropout": self.attention_dropout,
+                "drop_path": self.drop_path,
+                "activation": self.activation,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_resnorm")
+class TransformerEncoder(keras.layers.Layer):
+    """A stack of `num_layers` TransformerEncoderBlocks, with a final norm.
+
+    Pre-norm and sandwich stacks leave the residual stream unnormalized, so
+    the stack ends with one more norm (Xiong et al., 2020); post-norm and
+    DeepNorm blocks already end in one. `depth` is set to `num_layers`, so
+    DeepNorm constants and LayerScale initial values follow the stack's
+    depth. Stochastic depth grows linearly from 0 at the first block to
+    `drop_path` at the last (Huang et al., 2016).
+
+    ```
+    for i in 1..num_layers:  x = Block_i(x)
+    y = N_final(x)           (final_norm=True, or "auto" with pre/sandwich)
+    ```
+
+    Args:
+        num_layers: number of blocks.
+        num_heads: attention heads per block.
+        intermediate_dim: feed-forward width.
+        final_norm: `"auto"`, `True` or `False`. Defaults to `"auto"`.
+        drop_path: stochastic depth rate of the last block. Defaults to
+            `0.0`.
+        **block_kwargs: every other `TransformerEncoderBlock` argument
+            (`norm`, `placement`, `branch_scale`, `dropout`, ...), plus the
+            base layer arguments (`name`, `dtype`).
+
+    Call arguments:
+        inputs: `(batch, time, features)` tensor.
+        mask: optional `(batch, time)` padding mask.
+        training: whether dropout is active.
+
+    Input shape:
+        `(batch, time, features)`.
+
+    Output shape:
+        `(batch, time, features)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_resnorm import TransformerEncoder
+    >>> encoder = TransformerEncoder(num_layers=2, num_heads=2,
+    ...                              intermediate_dim=32, placement="pre")
+    >>> tuple(encoder(np.zeros((2, 7, 16), "float32")).shape)
+    (2, 7, 16)
+
+    Reference:
+        Xiong et al., "On Layer Normalization in the Transformer
+        Architecture", ICML 2020, https://arxiv.org/abs/2002.04745
+    """
+
+    _BLOCK_ARGS = (
+        "key_dim", "norm", "placement", "norm_kwargs", "branch_scale",
+        "layerscale_init", "dropout", "attention_dropout", "activation",
+        "seed",
+    )
+
+    def __init__(self, num_layers, num_heads, intermediate_dim,
+                 final_norm="auto", drop_path=0.0, **kwargs):
+        block_kwargs = {
+            k: kwargs.pop(k) for k in self._BLOCK_ARGS if k in kwargs
+        }
+        super().__init__(**kwargs)
+        self.num_layers = check_positive("num_layers", num_layers,
+                                         integer=True)
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        if final_norm not in _FINAL_NORM or (
+            isinstance(final_norm, int) and not isinstance(final_norm, bool)
+        ):
+            raise ValueError(
+                f"final_norm must be one of {_FINAL_NORM}. "
+                f"Received: final_norm={final_norm!r}"
+            )
+        self.final_norm = final_norm
+        self.drop_path = check_rate("drop_path", drop_path)
+        self.block_kwargs = block_kwargs
+        self.supports_masking = True
+        placement = block_kwargs.get("placement", "pre")
+        norm = check_norm_name(block_kwargs.get("norm", "layer"))
+        seed = block_kwargs.get("seed")
+        per_block = {k: v for k, v in block_kwargs.items() if k != "seed"}
+        self.blocks = []
+        for i in range(num_layers):
+            rate = self.drop_path * i / max(1, num_layers - 1)
+            self.blocks.append(
+                TransformerEncoderBlock(
+                    num_heads, intermediate_dim, depth=num_layers,
+                    drop_path=rate,
+                    seed=None if seed is None else seed + i,
+                    dtype=self.dtype_policy, name=f"block_{i}",
+                    **per_block,
+                )
+            )
+        wants_final = final_norm is True or (
+            final_norm == "auto" and placement in ("pre", "sandwich", "peri")
+        )
+        self.final_norm_layer = None
+        if wants_final:
+            self.final_norm_layer = normalization(
+                norm, name="final_norm", dtype=self.dtype_policy,
+                **(block_kwargs.get("norm_kwargs") or {}),
+            )
+
+    def build(self, input_shape):
+        for block in self.blocks:
+            block.build(input_shape)
+        if self.final_norm_layer is not None:
+            self.final_norm_layer.build(input_shape)
+
+    def call(self, inputs, mask=None, training=None):
+        x = inputs
+        for block in self.blocks:
+            x = block(x, mask=mask, training=training)
+        if self.final_norm_layer is not None:
+            x = self.final_norm_layer(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "intermediate_dim": self.intermediate_dim,
+                "final_norm": self.final_norm,
+                "drop_path": self.drop_path,
+                **self.block_kwargs,
+            }
+        )
+        return config
