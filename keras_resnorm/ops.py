@@ -98,7 +98,7 @@ def layer_norm(
     >>> import numpy as np
     >>> from keras_resnorm import ops
     >>> y = ops.layer_norm(np.array([[1.0, 2.0, 3.0]]), epsilon=0.0)
-    >>> np.round(np.asarray(y), 4).tolist()
+    >>> np.round(np.asarray(y, "float64"), 4).tolist()
     [[-1.2247, 0.0, 1.2247]]
     """
     y = _normalize(x, gamma, beta, axis, epsilon, True, unit_offset)
@@ -120,7 +120,12 @@ def rms_norm(x, gamma=None, axis=-1, epsilon=1e-6, unit_offset=False,
 def scale_norm(x, g=None, axis=-1, epsilon=1e-5, dtype=None):
     """ScaleNorm (Nguyen & Salazar, 2019): `g * x / max(||x||_2, epsilon)`.
 
-    `g` is a scalar; `None` means 1.
+    `g` is a scalar; `None` means 1. On a row whose norm is below
+    `epsilon` (an all-zero row) the output is `g * x / epsilon`, finite, and
+    the gradient is `g / epsilon` times the upstream gradient: 1e5 for the
+    default epsilon, beyond float16's range when cast back to a float16
+    input. Use float32 inputs, or a larger epsilon, where such rows meet a
+    non-zero upstream gradient.
     """
     ndim = len(x.shape)
     axes = _as_axes(axis, ndim)

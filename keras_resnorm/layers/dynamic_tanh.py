@@ -48,7 +48,7 @@ class DynamicTanh(NormalizationBase):
     >>> import numpy as np
     >>> from keras_resnorm import DynamicTanh
     >>> y = DynamicTanh(alpha_init=1.0)(np.array([[0.0, 100.0]]))
-    >>> np.round(np.asarray(y), 4).tolist()
+    >>> np.round(np.asarray(y, "float64"), 4).tolist()
     [[0.0, 1.0]]
 
     Reference:

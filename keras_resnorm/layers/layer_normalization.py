@@ -70,7 +70,7 @@ class LayerNormalization(NormalizationBase):
     >>> from keras_resnorm import LayerNormalization
     >>> layer = LayerNormalization(epsilon=1e-6)
     >>> y = layer(np.array([[1.0, 2.0, 3.0, 4.0]]))
-    >>> np.round(np.asarray(y), 3).tolist()
+    >>> np.round(np.asarray(y, "float64"), 3).tolist()
     [[-1.342, -0.447, 0.447, 1.342]]
 
     Reference:

@@ -40,7 +40,7 @@ def deepnorm_constants(encoder_layers=0, decoder_layers=0, part="encoder"):
 
     >>> from keras_resnorm import deepnorm_constants
     >>> [round(v, 4) for v in deepnorm_constants(encoder_layers=6)]
-    [1.8612, 0.4518]
+    [1.8612, 0.3799]
     """
     n, m = encoder_layers, decoder_layers
     for name, value in (("encoder_layers", n), ("decoder_layers", m)):

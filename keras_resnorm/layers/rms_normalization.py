@@ -56,7 +56,7 @@ class RMSNormalization(NormalizationBase):
     >>> import numpy as np
     >>> from keras_resnorm import RMSNormalization
     >>> y = RMSNormalization(epsilon=0.0)(np.array([[3.0, 4.0]]))
-    >>> np.round(np.asarray(y), 4).tolist()
+    >>> np.round(np.asarray(y, "float64"), 4).tolist()
     [[0.8485, 1.1314]]
 
     Reference:

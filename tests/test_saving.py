@@ -1,0 +1,99 @@
+"""A model that uses every public layer survives .keras and SavedModel."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_resnorm as kr
+
+
+def every_layer_model(dtype=None):
+    inputs = keras.Input((None,), dtype="int32", name="tokens")
+    h = keras.layers.Embedding(50, 16, mask_zero=True, dtype=dtype)(inputs)
+    h = kr.LayerNormalization(unit_offset=True, dtype=dtype)(h)
+    h = kr.TransformerEncoder(num_layers=2, num_heads=2, intermediate_dim=32,
+                              norm="rms", placement="pre", drop_path=0.1,
+                              branch_scale="layerscale", dtype=dtype)(h)
+    h = kr.TransformerEncoderBlock(num_heads=2, intermediate_dim=32,
+                                   placement="deepnorm", depth=3,
+                                   dtype=dtype)(h)
+    h = kr.ResidualWrapper(kr.SelfAttention(2, dtype=dtype),
+                           placement="sandwich", norm="scale", dtype=dtype)(h)
+    h = kr.ResidualWrapper(kr.FeedForward(32, dtype=dtype), placement="none",
+                           branch_scale="rezero", dtype=dtype)(h)
+    h = kr.ResidualWrapper(keras.layers.Dense(8, dtype=dtype), norm="dyt",
+                           placement="post", dropout=0.1, dtype=dtype)(h)
+    h = kr.DynamicTanh(dtype=dtype)(h)
+    h = kr.ScaleNormalization(dtype=dtype)(h)
+    h = kr.RMSNormalization(dtype=dtype)(h)
+    h = kr.DropPath(0.1, dtype=dtype)(h)
+    outputs = keras.layers.Dense(5, dtype="float32")(h)
+    return keras.Model(inputs, outputs)
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 50, size=(8, 7)).astype("int32")
+    x[:, 5:] = 0
+    return x, rng.integers(0, 5, size=(8, 7))
+
+
+def trained_model(dtype=None):
+    model = every_layer_model(dtype)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    x, y = data()
+    model.fit(x, y, epochs=2, verbose=0)
+    return model
+
+
+def test_keras_file_round_trip_safe_mode(tmp_path):
+    model = trained_model()
+    x, _ = data()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                               model.predict(x, verbose=0), atol=1e-6)
+    assert [type(layer) for layer in loaded.layers] == [
+        type(layer) for layer in model.layers]
+
+
+def test_saved_model_export_and_reload(tmp_path):
+    model = trained_model()
+    x, _ = data()
+    path = str(tmp_path / "export")
+    model.export(path, format="tf_saved_model", verbose=False)
+    reloaded = tf.saved_model.load(path)
+    np.testing.assert_allclose(reloaded.serve(tf.constant(x)).numpy(),
+                               model.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_model_round_trip(tmp_path, policy):
+    model = trained_model(policy)
+    x, _ = data()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                               model.predict(x, verbose=0), atol=1e-6)
+    norm_weights = [w for w in loaded.weights
+                    if w.path.split("/")[-1] in ("gamma", "beta", "scale",
+                                                 "alpha")]
+    assert norm_weights and all(w.dtype == "float32" for w in norm_weights)
+
+
+def test_xla_compiled_fit_matches_graph_fit():
+    x, y = data()
+    losses = []
+    for jit in (False, True):
+        keras.utils.set_random_seed(3)
+        model = every_layer_model()
+        model.compile(keras.optimizers.SGD(0.05),
+                      keras.losses.SparseCategoricalCrossentropy(
+                          from_logits=True), jit_compile=jit)
+        # Inference-mode comparison: dropout and drop path are random.
+        losses.append(model.evaluate(x, y, verbose=0))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
