@@ -76,6 +76,11 @@ def layerscale_init_for_depth(depth):
     return 1e-5 if depth <= 24 else 1e-6
 
 
+def _rms(x):
+    x = ops.cast(x, "float32")
+    return ops.sqrt(ops.mean(ops.square(x)))
+
+
 def _accepts(layer, argument):
     try:
         parameters = inspect.signature(layer.call).parameters
@@ -303,6 +308,9 @@ class ResidualWrapper(keras.layers.Layer):
             )
         self.projection_layer = None
         self.scale = None
+        # Set to a list by keras_resnorm.callbacks.ResidualStreamDiagnostics;
+        # eager calls then append (skip RMS, branch RMS) to it.
+        self.diagnostics = None
 
     # ------------------------------------------------------------------ build
     def _branch_output_shape(self, input_shape):
@@ -410,6 +418,8 @@ class ResidualWrapper(keras.layers.Layer):
             h = self.drop_path_layer(h, training=training)
         if self.placement == "deepnorm":
             skip = skip * ops.cast(self.deepnorm_alpha, skip.dtype)
+        if self.diagnostics is not None:
+            self.diagnostics.append((_rms(skip), _rms(h)))
         y = skip + h
         if self.placement in ("post", "deepnorm"):
             y = self.norm_layer(y)

@@ -1,0 +1,72 @@
+"""Machine description and result writing shared by the benchmarks."""
+
+import datetime
+import json
+import os
+import platform
+import re
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine():
+    """What the numbers were measured on."""
+    import keras
+    import tensorflow as tf
+
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "gpus": gpus,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"),
+    }
+
+
+def machine_tag():
+    """Short file-name tag: `cpu<N>` or `gpu`."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "gpu"
+    return f"cpu{os.cpu_count()}"
+
+
+def markdown_table(rows, columns):
+    head = "| " + " | ".join(columns) + " |"
+    rule = "| " + " | ".join("---" for _ in columns) + " |"
+    body = ["| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |"
+            for row in rows]
+    return "\n".join([head, rule] + body)
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def write(name, payload, markdown):
+    os.makedirs(RESULTS, exist_ok=True)
+    base = os.path.join(RESULTS, re.sub(r"[^\w.-]", "_", name))
+    with open(base + ".json", "w") as f:
+        json.dump(payload, f, indent=2, default=float)
+    with open(base + ".md", "w") as f:
+        f.write(markdown.rstrip() + "\n")
+    print(markdown)
+    print(f"wrote {base}.json and {base}.md")

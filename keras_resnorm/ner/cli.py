@@ -1,0 +1,191 @@
+"""`keras-resnorm` command line: `keras-resnorm ner {demo,train,evaluate,predict}`."""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXAMPLE = "EU rejects German call to boycott British lamb ."
+PLACEMENT_CHOICES = ("pre", "post", "sandwich", "peri", "deepnorm", "none",
+                     "rezero", "layerscale")
+
+
+def _add_train_flags(parser, defaults):
+    from keras_resnorm.ner.model import ModelConfig
+
+    m = ModelConfig()
+    parser.add_argument("--data-dir", help="CoNLL-style corpus directory "
+                        "(else $KERAS_RESNORM_CONLL_DIR, ../shared/data/"
+                        "conll2003, --download, or the built-in corpus)")
+    parser.add_argument("--download", action="store_true",
+                        help="let TFDS download conll2003 when no corpus "
+                             "directory is found")
+    parser.add_argument("--scheme", choices=("iob2", "iob1"), default="iob2",
+                        help="tag scheme of the files; iob1 is converted")
+    parser.add_argument("--cache-dir", help="TFDS cache directory")
+    parser.add_argument("--run-dir", default=defaults.run_dir)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished run in --run-dir")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=float,
+                        default=defaults.learning_rate)
+    parser.add_argument("--patience", type=int, default=defaults.patience)
+    parser.add_argument("--max-minutes", type=float,
+                        default=defaults.max_minutes,
+                        help="wall-clock training budget")
+    parser.add_argument("--max-train-sentences", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--xla", action="store_true",
+                        help="train with jit_compile=True (on a 2-core CPU "
+                             "it compiled slowly and ran no faster)")
+    parser.add_argument("--norm", choices=("layer", "rms", "scale", "dyt"),
+                        default=m.norm)
+    parser.add_argument("--placement", choices=PLACEMENT_CHOICES,
+                        default=m.placement,
+                        help="rezero = no norm + ReZero; layerscale = "
+                             "pre-norm + LayerScale")
+    parser.add_argument("--layers", type=int, default=m.layers)
+    parser.add_argument("--heads", type=int, default=m.heads)
+    parser.add_argument("--d-model", type=int, default=m.d_model)
+    parser.add_argument("--intermediate-dim", type=int,
+                        default=m.intermediate_dim)
+    parser.add_argument("--dropout", type=float, default=m.dropout)
+    parser.add_argument("--max-length", type=int, default=m.max_length)
+
+
+def _train_config(args):
+    from keras_resnorm.ner.model import ModelConfig
+    from keras_resnorm.ner.train import TrainConfig
+
+    placement, branch_scale = args.placement, None
+    if placement == "rezero":
+        placement, branch_scale = "none", "rezero"
+    elif placement == "layerscale":
+        placement, branch_scale = "pre", "layerscale"
+    model = ModelConfig(norm=args.norm, placement=placement,
+                        branch_scale=branch_scale, layers=args.layers,
+                        heads=args.heads, d_model=args.d_model,
+                        intermediate_dim=args.intermediate_dim,
+                        dropout=args.dropout, attention_dropout=args.dropout,
+                        max_length=args.max_length)
+    return TrainConfig(
+        run_dir=args.run_dir, data_dir=args.data_dir, download=args.download,
+        scheme=args.scheme, cache_dir=args.cache_dir, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate,
+        patience=args.patience, max_minutes=args.max_minutes,
+        max_train_sentences=args.max_train_sentences, seed=args.seed,
+        jit_compile=args.xla, overwrite=args.overwrite, model=model)
+
+
+def _print_tags(tagger, sentences):
+    for sentence, spans in zip(sentences, tagger.predict(sentences)):
+        print(f"  {sentence}")
+        for span in spans:
+            print(f"    {span['type']:<5} {span['text']!r} tokens "
+                  f"[{span['start']}, {span['end']}) chars "
+                  f"[{span['char_start']}, {span['char_end']})")
+        if not spans:
+            print("    (no entity)")
+
+
+def cmd_train(args, demo=False):
+    from keras_resnorm.ner.tagger import Tagger
+    from keras_resnorm.ner.train import train
+
+    config = _train_config(args)
+    model, metrics = train(config)
+    entity = metrics["test_entity"]
+    print()
+    print(metrics["report"])
+    print(f"corpus: {metrics['corpus']}")
+    print(f"test entity-level micro F1: {100 * entity['f1']:.2f} "
+          f"(precision {100 * entity['precision']:.2f}, recall "
+          f"{100 * entity['recall']:.2f}); token accuracy, O included: "
+          f"{100 * metrics['test_token_accuracy']:.2f}")
+    print(f"best model: {os.path.join(config.run_dir, 'best.keras')}")
+    print(f"TensorBoard logs: {os.path.join(config.run_dir, 'logs')} "
+          f"(tensorboard --logdir {os.path.join(config.run_dir, 'logs')})")
+    if demo:
+        print("example:")
+        _print_tags(Tagger(model), [EXAMPLE])
+    return metrics
+
+
+def cmd_evaluate(args):
+    import keras
+
+    from keras_resnorm.ner import data
+    from keras_resnorm.ner.evaluate import evaluate
+
+    model = keras.saving.load_model(args.model, safe_mode=True)
+    corpus = data.find_corpus(args.data_dir, args.download, args.cache_dir,
+                              args.scheme)
+    result = evaluate(model, corpus.sentences(args.split))
+    print(result["report"])
+    print(json.dumps({"entity": {k: v for k, v in result["entity"].items()
+                                 if k != "per_type"},
+                      "token_accuracy": result["token_accuracy"]}, indent=2))
+
+
+def cmd_predict(args):
+    from keras_resnorm.ner.tagger import Tagger
+
+    tagger = Tagger.load(args.model)
+    if args.json:
+        print(json.dumps(tagger.predict(args.sentences), indent=2))
+    else:
+        _print_tags(tagger, args.sentences)
+
+
+def build_parser():
+    from keras_resnorm.ner.train import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="keras-resnorm")
+    top = parser.add_subparsers(dest="group", required=True)
+    ner = top.add_parser("ner", help="the named-entity-recognition showcase")
+    sub = ner.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="train briefly, evaluate, tag an "
+                          "example (CoNLL-2003 when found, else built-in)")
+    _add_train_flags(demo, dataclasses.replace(
+        TrainConfig(), run_dir=os.path.join("runs", "ner-demo"),
+        max_minutes=3.0, epochs=12, patience=4))
+    train = sub.add_parser("train", help="train a tagger")
+    _add_train_flags(train, TrainConfig())
+
+    evaluate = sub.add_parser("evaluate", help="score a saved tagger")
+    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--split", choices=("train", "valid", "test"),
+                          default="test")
+    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--download", action="store_true")
+    evaluate.add_argument("--scheme", choices=("iob2", "iob1"), default="iob2")
+    evaluate.add_argument("--cache-dir")
+
+    predict = sub.add_parser("predict", help="tag sentences")
+    predict.add_argument("--model", required=True)
+    predict.add_argument("--json", action="store_true")
+    predict.add_argument("sentences", nargs="+")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        args.overwrite = True
+        cmd_train(args, demo=True)
+    elif args.command == "train":
+        cmd_train(args)
+    elif args.command == "evaluate":
+        cmd_evaluate(args)
+    else:
+        cmd_predict(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,419 @@
+"""CoNLL-style NER corpora through TensorFlow Datasets, and tf.data pipelines.
+
+Any CoNLL-style NER corpus loads: one token a line with the token in the
+first column and the tag in the last, columns separated by spaces or tabs,
+a blank line between sentences, `-DOCSTART-` lines skipped. The files are
+read by our parser inside a `tfds.dataset_builders.ConllDatasetBuilder`, so
+TFDS prepares and caches them as it does its own `conll2003` dataset; the
+tag set is read from the training split.
+
+Where the corpus comes from (`find_corpus`): `--data-dir` or the
+`KERAS_RESNORM_CONLL_DIR` environment variable, else `../shared/data/conll2003`
+when present, else TFDS's own `conll2003` download when asked for
+(`download=True`), else a small synthetic corpus that this module writes
+itself (`write_builtin_corpus`).
+"""
+
+import collections
+import dataclasses
+import hashlib
+import math
+import os
+import random
+
+import numpy as np
+import tensorflow as tf
+
+SPLITS = ("train", "valid", "test")
+# File names tried for each split, in order.
+SPLIT_FILES = {
+    "train": ("train.txt", "eng.train", "train.conll"),
+    "valid": ("valid.txt", "dev.txt", "eng.testa", "valid.conll", "dev.conll"),
+    "test": ("test.txt", "eng.testb", "test.conll"),
+}
+ENV_DATA_DIR = "KERAS_RESNORM_CONLL_DIR"
+PAD = ""
+
+
+class CorpusError(ValueError):
+    """A corpus file is missing or malformed; the message names file and line."""
+
+
+@dataclasses.dataclass
+class Corpus:
+    """Sentences of each split as `(tokens, tags)` pairs of string lists."""
+
+    splits: dict
+    tags: list
+    source: str
+
+    def sentences(self, split):
+        return self.splits[split]
+
+
+# ----------------------------------------------------------------- parsing
+def iob1_to_iob2(tags):
+    """Convert IOB1 tags (I- may start an entity) to IOB2 (B- always starts).
+
+    >>> iob1_to_iob2(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG"])
+    ['B-PER', 'I-PER', 'O', 'B-LOC', 'B-LOC', 'B-ORG']
+    """
+    out = []
+    previous = "O"
+    for tag in tags:
+        if tag.startswith("I-"):
+            kind = tag[2:]
+            if previous == "O" or previous[2:] != kind:
+                tag = "B-" + kind
+        out.append(tag)
+        previous = tag
+    return out
+
+
+def parse_conll(path, scheme="iob2"):
+    """Yield `(tokens, tags)` for each sentence of a CoNLL-style file.
+
+    Raises:
+        CorpusError: naming the file and line, for a missing file, invalid
+            UTF-8, a line without a tag column, or a file with no sentence.
+    """
+    if scheme not in ("iob1", "iob2"):
+        raise ValueError(
+            f"scheme must be one of ('iob1', 'iob2'). Received: scheme={scheme!r}"
+        )
+    if not tf.io.gfile.exists(path):
+        raise CorpusError(f"{path}: file not found")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        raw = f.read()
+    tokens, tags = [], []
+    count = 0
+
+    def flush():
+        nonlocal tokens, tags, count
+        if tokens:
+            count += 1
+            yield tokens, (iob1_to_iob2(tags) if scheme == "iob1" else tags)
+        tokens, tags = [], []
+
+    for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise CorpusError(
+                f"{path}:{number}: invalid UTF-8 ({error.reason} at byte "
+                f"{error.start})"
+            ) from None
+        line = line.rstrip("\r")
+        columns = line.split()
+        if not columns or columns[0] == "-DOCSTART-":
+            yield from flush()
+            continue
+        if len(columns) < 2:
+            raise CorpusError(
+                f"{path}:{number}: expected a token and a tag separated by "
+                f"spaces or tabs. Received: {line!r}"
+            )
+        tag = columns[-1]
+        if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
+            raise CorpusError(
+                f"{path}:{number}: tag must be 'O' or start with 'B-'/'I-'. "
+                f"Received: {tag!r}"
+            )
+        tokens.append(columns[0])
+        tags.append(tag)
+    yield from flush()
+    if count == 0:
+        raise CorpusError(f"{path}: no sentence found (empty split)")
+
+
+def split_path(data_dir, split):
+    for name in SPLIT_FILES[split]:
+        path = os.path.join(data_dir, name)
+        if tf.io.gfile.exists(path):
+            return path
+    raise CorpusError(
+        f"{data_dir}: no file for the {split!r} split (looked for "
+        f"{', '.join(SPLIT_FILES[split])})"
+    )
+
+
+# -------------------------------------------------------------------- TFDS
+def _builder_class():
+    """The TFDS builder class, made on first use (TFDS imports slowly)."""
+    import tensorflow_datasets as tfds
+
+    class ConllNer(tfds.dataset_builders.ConllDatasetBuilder,
+                   skip_registration=True):
+        """A CoNLL-style NER corpus from a local directory."""
+
+        VERSION = tfds.core.Version("1.0.0")
+        RELEASE_NOTES = {"1.0.0": "Token and NER tag columns."}
+
+        def __init__(self, *, source_dir, scheme, **kwargs):
+            self._source_dir = source_dir
+            self._scheme = scheme
+            self._paths = {s: split_path(source_dir, s) for s in SPLITS}
+            # The config name fingerprints the files, so edited data is
+            # prepared again instead of read from a stale cache.
+            digest = hashlib.sha1(scheme.encode())
+            for split in SPLITS:
+                stat = os.stat(self._paths[split])
+                digest.update(
+                    f"{os.path.abspath(self._paths[split])}:{stat.st_size}:"
+                    f"{stat.st_mtime_ns}".encode()
+                )
+            config = tfds.dataset_builders.ConllBuilderConfig(
+                name="c" + digest.hexdigest()[:12],
+                separator=" ",
+                ordered_features=collections.OrderedDict(
+                    tokens=tfds.features.Sequence(tfds.features.Text()),
+                    tags=tfds.features.Sequence(tfds.features.Text()),
+                ),
+            )
+            super().__init__(config=config, **kwargs)
+
+        def _info(self):
+            return self.create_dataset_info(
+                supervised_keys=("tokens", "tags"),
+                homepage="https://aclanthology.org/W03-0419",
+            )
+
+        def _split_generators(self, dl_manager):
+            del dl_manager  # Local files only.
+            return {
+                split: self._generate_examples(self._paths[split])
+                for split in SPLITS
+            }
+
+        def _generate_examples(self, filepaths):
+            for index, (tokens, tags) in enumerate(
+                parse_conll(filepaths, self._scheme)
+            ):
+                yield index, {"tokens": tokens, "tags": tags}
+
+    return ConllNer
+
+
+def _read_split(builder, split):
+    import tensorflow_datasets as tfds
+
+    out = []
+    for example in tfds.as_numpy(builder.as_dataset(split=split)):
+        out.append(([t.decode() for t in example["tokens"]],
+                    [t.decode() for t in example["tags"]]))
+    return out
+
+
+def load_conll_dir(data_dir, scheme="iob2", cache_dir=None):
+    """Load a local CoNLL-style corpus through TFDS; see the module doc."""
+    if not tf.io.gfile.isdir(data_dir):
+        raise CorpusError(f"{data_dir}: data directory not found")
+    builder = _builder_class()(
+        source_dir=data_dir, scheme=scheme, data_dir=cache_dir or default_cache()
+    )
+    builder.download_and_prepare()
+    splits = {split: _read_split(builder, split) for split in SPLITS}
+    return Corpus(splits, tag_set(splits["train"]), os.path.abspath(data_dir))
+
+
+def load_tfds_conll2003(cache_dir=None):
+    """TFDS's own `conll2003` dataset (downloads when the machine is online)."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("conll2003", data_dir=cache_dir or default_cache())
+    builder.download_and_prepare()
+    names = builder.info.features["ner"].feature.names
+    splits = {}
+    for ours, theirs in (("train", "train"), ("valid", "dev"), ("test", "test")):
+        splits[ours] = [
+            ([t.decode() for t in ex["tokens"]], [names[i] for i in ex["ner"]])
+            for ex in tfds.as_numpy(builder.as_dataset(split=theirs))
+        ]
+    return Corpus(splits, tag_set(splits["train"]), "tfds:conll2003")
+
+
+def default_cache():
+    return os.environ.get(
+        "KERAS_RESNORM_CACHE",
+        os.path.join(os.path.expanduser("~"), ".cache", "keras_resnorm", "tfds"),
+    )
+
+
+def tag_set(sentences):
+    """Tags seen in `sentences`, 'O' first, then sorted by type and B/I."""
+    seen = {tag for _, tags in sentences for tag in tags}
+    seen.discard("O")
+    return ["O"] + sorted(seen, key=lambda t: (t[2:], t[:2]))
+
+
+# --------------------------------------------------------- built-in corpus
+_PEOPLE = ["Anna Kovacs", "Ravi Menon", "Li Wei", "Sofia Brandt", "Tomas Ortega",
+           "Maria Lindqvist", "John Okafor", "Yuki Tanaka", "Pierre Dubois",
+           "Elena Petrova", "Kwame Mensah", "Olga Ivanova", "Hassan Ali",
+           "Grace Mwangi", "Lucas Silva", "Ingrid Berg"]
+_PLACES = ["Norvale", "Port Emery", "Kestrel Bay", "Lower Ashby", "Marenta",
+           "Dunhollow", "Valcrest", "Oslin", "New Tarrow", "Brightwater",
+           "Calder Falls", "Essenmoor"]
+_ORGS = ["Halden Motors", "Corvid Bank", "Northline Rail", "Apex Mining",
+         "Tidewater Energy", "Bluefin Foods", "Quarry Labs", "Meridian Air",
+         "Stonegate Insurance", "Lumen Telecom"]
+_MISC = ["Norvalian", "Marentan", "Oslinese", "Valcrestian", "Dunhollow Cup",
+         "Tarrow Open", "Essen Prize"]
+_TEMPLATES = [
+    "{PER} visited {LOC} on Monday .",
+    "{ORG} said profits rose in {LOC} .",
+    "Shares of {ORG} fell after {PER} resigned .",
+    "The {MISC} government backed {ORG} .",
+    "{PER} won the {MISC} in {LOC} .",
+    "{PER} , a spokesman for {ORG} , declined to comment .",
+    "Police in {LOC} arrested two {MISC} men .",
+    "{ORG} will open a plant near {LOC} next year .",
+    "{PER} met {PER} in {LOC} .",
+    "Talks between {ORG} and {ORG} ended without a deal .",
+    "Rain delayed the {MISC} match in {LOC} .",
+    "{PER} joined {ORG} from {ORG} .",
+    "Exports from {LOC} to {LOC} grew 4 percent .",
+    "The {MISC} team beat {LOC} 3-1 .",
+]
+
+
+def write_builtin_corpus(directory, sentences=(1500, 300, 300), seed=0):
+    """Write a small synthetic CoNLL corpus (made here, no outside data).
+
+    Template sentences with invented people, places, organizations and
+    miscellaneous names; each split draws different entity combinations,
+    so the test split is not a copy of the training one. Returns
+    `directory`.
+    """
+    rng = random.Random(seed)
+    pools = {"PER": _PEOPLE, "LOC": _PLACES, "ORG": _ORGS, "MISC": _MISC}
+    tf.io.gfile.makedirs(directory)
+    for split, count in zip(SPLITS, sentences):
+        lines = ["-DOCSTART- O", ""]
+        for _ in range(count):
+            template = rng.choice(_TEMPLATES)
+            for piece in template.split():
+                if piece.startswith("{") and piece.endswith("}"):
+                    kind = piece[1:-1]
+                    words = rng.choice(pools[kind]).split()
+                    for i, word in enumerate(words):
+                        lines.append(f"{word} {'B' if i == 0 else 'I'}-{kind}")
+                else:
+                    lines.append(f"{piece} O")
+            lines.append("")
+        with tf.io.gfile.GFile(os.path.join(directory, f"{split}.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return directory
+
+
+def find_corpus(data_dir=None, download=False, cache_dir=None, scheme="iob2",
+                builtin_dir=None):
+    """Load the first corpus found, in the order the module doc gives."""
+    data_dir = data_dir or os.environ.get(ENV_DATA_DIR)
+    if data_dir:
+        return load_conll_dir(data_dir, scheme, cache_dir)
+    shared = os.path.join(os.getcwd(), os.pardir, "shared", "data", "conll2003")
+    if os.path.isdir(shared):
+        return load_conll_dir(os.path.normpath(shared), scheme, cache_dir)
+    if download:
+        return load_tfds_conll2003(cache_dir)
+    directory = builtin_dir or os.path.join(default_cache(), "builtin_corpus")
+    corpus = load_conll_dir(write_builtin_corpus(directory), "iob2", cache_dir)
+    corpus.source = "builtin"
+    return corpus
+
+
+# ------------------------------------------------------------------ tf.data
+def windows(tokens, tags, max_length):
+    """Split a sentence longer than `max_length` into consecutive windows.
+
+    The documented policy for long sentences: no token is dropped; training
+    and prediction both see every window, and predictions are joined back.
+    """
+    if len(tokens) <= max_length:
+        return [(tokens, tags)]
+    return [(tokens[i:i + max_length], tags[i:i + max_length])
+            for i in range(0, len(tokens), max_length)]
+
+
+BUCKETS = (16, 32, 64, 128, 256, 512)
+
+
+def bucket_lengths(max_length):
+    """Padded lengths of the buckets: a few fixed ones, then `max_length`."""
+    return [b for b in BUCKETS if b < max_length] + [max_length]
+
+
+def num_batches(sentences, batch_size, max_length):
+    """How many batches a training (`drop_remainder`) pipeline yields."""
+    bounds = bucket_lengths(max_length)
+    counts = collections.Counter()
+    for tokens, tags in sentences:
+        for window, _ in windows(tokens, tags, max_length):
+            counts[next(b for b in bounds if len(window) <= b)] += 1
+    return sum(n // batch_size for n in counts.values())
+
+
+def make_dataset(sentences, tags, batch_size=32, max_length=128,
+                 shuffle=False, seed=0, drop_remainder=None):
+    """A tf.data pipeline of `(tokens, tag_ids, weights)` batches.
+
+    Tokens are `tf.string` padded with "", tag ids int32 padded with 0 and
+    weights 1.0 on real tokens, 0.0 on padding. Sentences are bucketed by
+    length and each bucket is padded to its fixed length
+    (`bucket_lengths`), so batches carry little padding and XLA compiles
+    for a few shapes only. With `drop_remainder` (the default when
+    shuffling, i.e. for training) each bucket's last partial batch is
+    dropped, so every batch has the same size; reshuffling each epoch means
+    a different few sentences wait for the next epoch. Sentences longer
+    than `max_length` are split into windows (see `windows`).
+    """
+    if drop_remainder is None:
+        drop_remainder = shuffle
+    index = {tag: i for i, tag in enumerate(tags)}
+    pieces = [w for t, g in sentences for w in windows(t, g, max_length)]
+
+    def generate():
+        for toks, labs in pieces:
+            yield toks, [index[t] for t in labs]
+
+    ds = tf.data.Dataset.from_generator(
+        generate,
+        output_signature=(tf.TensorSpec([None], tf.string),
+                          tf.TensorSpec([None], tf.int32)),
+    )
+    if shuffle:
+        ds = ds.shuffle(len(pieces), seed=seed, reshuffle_each_iteration=True)
+    bounds = bucket_lengths(max_length)
+    ds = ds.bucket_by_sequence_length(
+        lambda toks, labs: tf.shape(toks)[0],
+        bucket_boundaries=[b + 1 for b in bounds],
+        bucket_batch_sizes=[batch_size] * (len(bounds) + 1),
+        padded_shapes=([None], [None]),
+        padding_values=(PAD, 0),
+        pad_to_bucket_boundary=True,
+        drop_remainder=drop_remainder,
+    )
+    ds = ds.map(lambda toks, labs: (
+        toks, labs, tf.cast(tf.not_equal(toks, PAD), tf.float32)))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def check_tags(corpus):
+    """Raise CorpusError when a valid/test tag never occurs in training."""
+    known = set(corpus.tags)
+    for split in ("valid", "test"):
+        unseen = {t for _, tags in corpus.splits[split] for t in tags} - known
+        if unseen:
+            raise CorpusError(
+                f"{corpus.source}: the {split} split has tags that the train "
+                f"split lacks. Received: {sorted(unseen)}"
+            )
+
+
+def token_counts(sentences):
+    return collections.Counter(t for tokens, _ in sentences for t in tokens)
+
+
+def lengths(sentences):
+    return np.array([len(tokens) for tokens, _ in sentences])

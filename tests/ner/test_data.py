@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+
+from keras_resnorm.ner import data
+
+GOOD = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter\tB-PER\nBlackburn\tI-PER\n"
+
+
+def three(train=GOOD, valid=GOOD, test=GOOD):
+    return {"train.txt": train, "valid.txt": valid, "test.txt": test}
+
+
+def test_parses_spaces_tabs_docstart_and_reads_tags_from_train(conll_dir,
+                                                                tmp_path):
+    corpus = data.load_conll_dir(conll_dir(three()),
+                                 cache_dir=str(tmp_path / "tfds"))
+    assert sorted(corpus.sentences("train")) == [
+        (["EU", "rejects"], ["B-ORG", "O"]),
+        (["Peter", "Blackburn"], ["B-PER", "I-PER"])]
+    assert corpus.tags == ["O", "B-ORG", "B-PER", "I-PER"]
+
+
+def test_iob1_converted_on_request(conll_dir, tmp_path):
+    text = "Peter I-PER\nBlackburn I-PER\nin O\nBonn I-LOC\nCologne B-LOC\n"
+    corpus = data.load_conll_dir(conll_dir(three(text, text, text)),
+                                 scheme="iob1", cache_dir=str(tmp_path / "c"))
+    assert corpus.sentences("train")[0][1] == [
+        "B-PER", "I-PER", "O", "B-LOC", "B-LOC"]
+
+
+@pytest.mark.parametrize("files,message", [
+    (three(train="EU B-ORG\nrejects\n"),
+     r"train.txt:2: expected a token and a tag .* Received: 'rejects'"),
+    (three(valid=b"EU B-ORG\n\xff\xfe B-LOC\n"),
+     r"valid.txt:2: invalid UTF-8"),
+    (three(test="\n-DOCSTART- O\n\n"), r"test.txt: no sentence found"),
+    (three(train="EU ORG\n"), r"train.txt:1: tag must be .* Received: 'ORG'"),
+])
+def test_malformed_files_name_file_and_line(conll_dir, tmp_path, files,
+                                             message):
+    with pytest.raises(data.CorpusError, match=message):
+        data.load_conll_dir(conll_dir(files), cache_dir=str(tmp_path / "c"))
+
+
+def test_missing_directory_and_split(conll_dir, tmp_path):
+    with pytest.raises(data.CorpusError, match=r"nowhere: data directory not found"):
+        data.load_conll_dir(str(tmp_path / "nowhere"))
+    files = three()
+    del files["valid.txt"]
+    with pytest.raises(data.CorpusError, match=r"no file for the 'valid' split"):
+        data.load_conll_dir(conll_dir(files), cache_dir=str(tmp_path / "c"))
+
+
+def test_unseen_test_tag_is_an_error(conll_dir, tmp_path):
+    corpus = data.load_conll_dir(
+        conll_dir(three(test="Bonn B-LOC\n")), cache_dir=str(tmp_path / "c"))
+    with pytest.raises(data.CorpusError, match=r"Received: \['B-LOC'\]"):
+        data.check_tags(corpus)
+
+
+def test_edited_files_are_prepared_again(conll_dir, tmp_path):
+    cache = str(tmp_path / "c")
+    directory = conll_dir(three())
+    assert len(data.load_conll_dir(directory, cache_dir=cache)
+               .sentences("train")) == 2
+    conll_dir({"train.txt": GOOD + "\nBonn B-LOC\n"})
+    assert len(data.load_conll_dir(directory, cache_dir=cache)
+               .sentences("train")) == 3
+
+
+def test_env_var_names_the_corpus(conll_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv(data.ENV_DATA_DIR, conll_dir(three()))
+    corpus = data.find_corpus(cache_dir=str(tmp_path / "c"))
+    assert corpus.source == str(tmp_path)
+
+
+def test_builtin_corpus_when_nothing_found(tmp_path, monkeypatch):
+    monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
+    monkeypatch.chdir(tmp_path)  # No ../shared/data/conll2003 from here.
+    corpus = data.find_corpus(cache_dir=str(tmp_path / "c"),
+                              builtin_dir=str(tmp_path / "b"))
+    assert corpus.source == "builtin"
+    assert len(corpus.sentences("train")) == 1500
+    assert set(corpus.tags) == {"O", "B-PER", "I-PER", "B-LOC", "I-LOC",
+                                "B-ORG", "I-ORG", "B-MISC", "I-MISC"}
+    train = {tuple(t) for t, _ in corpus.sentences("train")}
+    test = {tuple(t) for t, _ in corpus.sentences("test")}
+    assert len(test - train) > len(test) // 2
+
+
+def test_long_sentences_are_windowed_not_dropped():
+    tokens = [str(i) for i in range(10)]
+    pieces = data.windows(tokens, ["O"] * 10, 4)
+    assert [p[0] for p in pieces] == [tokens[0:4], tokens[4:8], tokens[8:10]]
+
+
+def test_dataset_buckets_pad_and_weights():
+    sentences = [(["a"] * n, ["O"] * n) for n in (3, 5, 17, 20, 40, 2, 7, 33)]
+    batches = list(data.make_dataset(sentences, ["O"], batch_size=2,
+                                     max_length=32))
+    shapes = sorted(b[0].shape[1] for b in batches)
+    assert set(shapes) <= {16, 32}
+    total = sum(int(np.sum(w)) for _, _, w in batches)
+    assert total == sum(len(t) for t, _ in sentences)  # 40 -> 32 + 8
+    for tokens, tags, weights in batches:
+        np.testing.assert_array_equal(weights.numpy() == 0,
+                                      tokens.numpy() == b"")
+    train = list(data.make_dataset(sentences, ["O"], batch_size=2,
+                                   max_length=32, shuffle=True))
+    assert all(b[0].shape[0] == 2 for b in train)
+    assert len(train) == data.num_batches(sentences, 2, 32)
+
+
+def test_bad_scheme():
+    with pytest.raises(ValueError, match=r"Received: scheme='bio'"):
+        list(data.parse_conll("x", scheme="bio"))

@@ -1,0 +1,63 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_resnorm.ner.model import ModelConfig, TokenFeatures, build_model
+
+
+def features():
+    return TokenFeatures(["eu", "rejects", "0000", "call"],
+                         list("EUrejctsal0"), max_chars=4)
+
+
+def test_graph_preprocessing_words_cases_chars_mask():
+    layer = features()
+    tokens = tf.constant([["EU", "rejects", "1996", "Call", "zebra", ""]])
+    word_ids, case_ids, char_ids, mask = [t.numpy() for t in layer(tokens)]
+    # 0 padding, 1 out of vocabulary, then the vocabulary in order.
+    np.testing.assert_array_equal(word_ids, [[2, 3, 4, 5, 1, 0]])
+    # lower=1 upper=2 title=3 digit=4 other=5, pad=0
+    np.testing.assert_array_equal(case_ids, [[2, 1, 4, 3, 1, 0]])
+    np.testing.assert_array_equal(mask, [[True] * 5 + [False]])
+    assert char_ids.shape == (1, 6, 4)
+    np.testing.assert_array_equal(char_ids[0, 5], [0, 0, 0, 0])
+    # "rejects" truncated to 4 characters r, e, j, e.
+    chars = ["", "[UNK]"] + list("EUrejctsal0")
+    assert [chars[i] for i in char_ids[0, 1]] == ["r", "e", "j", "e"]
+
+
+def test_invalid_utf8_and_short_batches_do_not_fail():
+    layer = features()
+    word_ids, _, char_ids, _ = layer(tf.constant([[b"\xff\xfeab", b"E"]]))
+    assert char_ids.shape == (1, 2, 4)
+    assert word_ids.numpy()[0, 0] == 1
+
+
+def test_tagger_takes_raw_tokens_and_ignores_padding(tmp_path):
+    tagger, _, core = build_model(
+        ModelConfig(layers=1, heads=2, d_model=16, intermediate_dim=32,
+                    word_dim=8, char_dim=4, char_filters=8, max_length=16),
+        ["eu"], list("EU"), ["O", "B-ORG"])
+    short = tagger(tf.constant([["EU", "rejects"]]))
+    padded = tagger(tf.constant([["EU", "rejects", "", "", ""]]))
+    np.testing.assert_allclose(padded[:, :2], short, atol=1e-5)
+    path = tmp_path / "tagger.keras"
+    tagger.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded(tf.constant([["EU", "x"]])),
+                               tagger(tf.constant([["EU", "x"]])), atol=1e-6)
+
+
+@pytest.mark.parametrize("norm,placement,branch_scale", [
+    ("rms", "pre", None), ("dyt", "post", None), ("scale", "sandwich", None),
+    ("layer", "deepnorm", None), ("layer", "none", "rezero"),
+    ("rms", "pre", "layerscale"),
+])
+def test_every_norm_and_placement_builds(norm, placement, branch_scale):
+    tagger, _, _ = build_model(
+        ModelConfig(norm=norm, placement=placement, branch_scale=branch_scale,
+                    layers=2, heads=2, d_model=16, intermediate_dim=32,
+                    word_dim=8, char_dim=4, char_filters=8, max_length=16),
+        ["eu"], list("EU"), ["O", "B-ORG", "I-ORG"])
+    assert tagger(tf.constant([["EU", "x"]])).shape == (1, 2, 3)

@@ -1,0 +1,126 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import keras
+import pytest
+
+from keras_resnorm.ner.tagger import Tagger
+from keras_resnorm.ner.train import train
+from conftest import tiny_config
+
+
+def test_run_writes_checkpoints_best_model_and_metrics(trained_run):
+    run_dir, tagger, metrics = trained_run
+    names = sorted(os.listdir(run_dir / "checkpoints"))
+    assert names == ["epoch-001.keras", "epoch-002.keras", "epoch-003.keras"]
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["finished"] and len(state["epochs"]) == 3
+    assert state["best_f1"] == max(e["dev_entity_f1"] for e in state["epochs"])
+    assert metrics["dev_entity"]["f1"] == pytest.approx(state["best_f1"])
+    assert 0.0 <= metrics["test_entity"]["f1"] <= 1.0
+    assert "NOT the standard NER metric" in metrics["report"]
+    # The built-in corpus is easy: three tiny epochs already find entities.
+    assert metrics["test_entity"]["f1"] > 0.3
+
+
+def test_tagger_api_returns_typed_spans_with_offsets(trained_run):
+    run_dir, _, _ = trained_run
+    tagger = Tagger.load(str(run_dir / "best.keras"))
+    text = "Anna Kovacs visited Norvale on Monday ."
+    [spans] = tagger.predict([text])
+    for span in spans:
+        assert text[span["char_start"]:span["char_end"]] == span["text"]
+        assert span["type"] in {"PER", "LOC", "ORG", "MISC"}
+    assert tagger.predict([""]) == [[]]
+    with pytest.raises(TypeError, match="Received: texts='a b'"):
+        tagger.predict("a b")
+
+
+def test_finished_run_is_not_overwritten_silently(trained_run, builtin_corpus):
+    run_dir, _, _ = trained_run
+    with pytest.raises(FileExistsError, match="holds a finished run"):
+        train(tiny_config(run_dir), builtin_corpus)
+
+
+class _Crash(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("simulated crash")
+
+
+def test_killed_run_resumes_from_its_backup(tmp_path, builtin_corpus, capsys):
+    config = tiny_config(tmp_path / "run", epochs=4)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(config, builtin_corpus, extra_callbacks=[_Crash()])
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert [e["epoch"] for e in state["epochs"]] == [1, 2]
+    _, metrics = train(tiny_config(tmp_path / "run", epochs=4),
+                       builtin_corpus)
+    assert "resuming the run" in capsys.readouterr().out
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    # BackupAndRestore (first in the callback list) saved epoch 2 before
+    # the crash, so the resumed run goes on with epoch 3, not epoch 1.
+    epochs = [e["epoch"] for e in state["epochs"]]
+    assert epochs == [1, 2, 3, 4]
+    assert metrics["epochs_run"] == len(epochs)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_tensorboard_serves_the_logged_scalars(trained_run):
+    run_dir, _, _ = trained_run
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir",
+         str(run_dir / "logs"), "--host", "127.0.0.1", "--port", str(port),
+         "--load_fast", "false"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        tags = None
+        while time.time() < deadline:
+            try:
+                tags = _get(f"{base}/data/plugin/scalars/tags")
+                if "ner" in tags and "dev/entity_f1" in tags["ner"]:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert tags and "dev/entity_f1" in tags.get("ner", {}), tags
+        assert "train/tokens_per_second" in tags["ner"]
+        assert any("branch_to_residual_rms" in t for t in tags["ner"])
+        assert any("gradient_norm" in t for t in tags["ner"])
+        assert "epoch_loss" in tags["train"]
+        assert "epoch_learning_rate" in tags["train"]
+        points = _get(f"{base}/data/plugin/scalars/scalars?run=ner"
+                      "&tag=dev%2Fentity_f1")
+        state = json.loads((run_dir / "state.json").read_text())
+        logged = [round(p[2], 5) for p in points]
+        assert logged == [round(e["dev_entity_f1"], 5)
+                          for e in state["epochs"]]
+        request = urllib.request.Request(
+            f"{base}/data/plugin/hparams/experiment",
+            data=json.dumps({"experimentName": ""}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            experiment = json.loads(response.read())
+        names = {h["name"] for h in experiment["hparamInfos"]}
+        assert {"model.norm", "model.placement", "learning_rate"} <= names
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
