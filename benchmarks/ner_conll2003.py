@@ -12,7 +12,6 @@ models are used.
 """
 
 import argparse
-import dataclasses
 import os
 import time
 

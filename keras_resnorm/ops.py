@@ -78,20 +78,127 @@ def _normalize(x, gamma, beta, axis, epsilon, use_mean, unit_offset):
     return y
 
 
+def _fusable(x, axis, residual=None):
+    """The fused kernel handles the last axis, on the TensorFlow backend."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    ndim = len(x.shape)
+    if _as_axes(axis, ndim) != [ndim - 1] or x.shape[-1] is None:
+        return False
+    return residual is None or tuple(residual.shape) == tuple(x.shape)
+
+
+def _fused_last_axis(x, residual, gamma, beta, epsilon, use_mean,
+                     unit_offset, out_dtype, res_dtype):
+    """Add + LayerNorm/RMSNorm over the last axis with a hand-written gradient.
+
+    Forward: one pass for the statistics (mean and mean of squares of the
+    sum, shifted by the row's first element so the one-pass variance stays
+    exact for constant rows and does not cancel for large offsets), one
+    pass for the output. Backward keeps only the row mean and reciprocal
+    standard deviation and recomputes the sum, in the standard form
+
+    ```
+    xhat = (s - mean) * rstd,   g = dy * gamma
+    ds   = rstd * (g - mean(g) - xhat * mean(g * xhat)) + d(new_residual)
+    ```
+    (without the `mean(g)` term for RMSNorm). Everything is element-wise or
+    a last-axis reduction, which XLA fuses.
+    """
+    import tensorflow as tf
+
+    has_r, has_g, has_b = residual is not None, gamma is not None, \
+        beta is not None
+    args = [tf.convert_to_tensor(x)]
+    if has_r:
+        args.append(tf.convert_to_tensor(residual))
+    if has_g:
+        args.append(tf.cast(tf.convert_to_tensor(gamma), tf.float32))
+    if has_b:
+        args.append(tf.cast(tf.convert_to_tensor(beta), tf.float32))
+    x_dtype = args[0].dtype
+    r_dtype = args[1].dtype if has_r else None
+
+    def unpack(values):
+        values = list(values)
+        xv = values.pop(0)
+        rv = values.pop(0) if has_r else None
+        gv = values.pop(0) if has_g else None
+        bv = values.pop(0) if has_b else None
+        return xv, rv, gv, bv
+
+    def stats(sum_):
+        if use_mean:
+            shift = sum_[..., :1]
+            t = sum_ - shift
+            m1 = tf.reduce_mean(t, axis=-1, keepdims=True)
+            m2 = tf.reduce_mean(tf.square(t), axis=-1, keepdims=True)
+            var = tf.maximum(m2 - tf.square(m1), 0.0)
+            return m1 + shift, tf.math.rsqrt(var + epsilon)
+        m2 = tf.reduce_mean(tf.square(sum_), axis=-1, keepdims=True)
+        return None, tf.math.rsqrt(m2 + epsilon)
+
+    @tf.custom_gradient
+    def kernel(*values):
+        xv, rv, gv, bv = unpack(values)
+        sum_ = tf.cast(xv, tf.float32)
+        if has_r:
+            sum_ = sum_ + tf.cast(rv, tf.float32)
+        mean, rstd = stats(sum_)
+        xhat = (sum_ - mean) * rstd if use_mean else sum_ * rstd
+        scale = None
+        if has_g:
+            scale = gv + 1.0 if unit_offset else gv
+        y = xhat if scale is None else xhat * scale
+        if has_b:
+            y = y + bv
+        outputs = (tf.cast(y, out_dtype), tf.cast(sum_, res_dtype))
+
+        def grad(dy, dres):
+            dy = tf.cast(dy, tf.float32)
+            s2 = tf.cast(xv, tf.float32)
+            if has_r:
+                s2 = s2 + tf.cast(rv, tf.float32)
+            xh = (s2 - mean) * rstd if use_mean else s2 * rstd
+            g = dy if scale is None else dy * scale
+            inner = g - xh * tf.reduce_mean(g * xh, axis=-1, keepdims=True)
+            if use_mean:
+                inner = inner - tf.reduce_mean(g, axis=-1, keepdims=True)
+            ds = rstd * inner
+            if dres is not None:
+                ds = ds + tf.cast(dres, tf.float32)
+            reduce_axes = list(range(len(dy.shape) - 1))
+            grads = [tf.cast(ds, x_dtype)]
+            if has_r:
+                grads.append(tf.cast(ds, r_dtype))
+            if has_g:
+                grads.append(tf.reduce_sum(dy * xh, axis=reduce_axes))
+            if has_b:
+                grads.append(tf.reduce_sum(dy, axis=reduce_axes))
+            return grads
+
+        return outputs, grad
+
+    return kernel(*args)
+
+
 def _out_dtype(x, dtype):
     return dtype or keras.backend.standardize_dtype(x.dtype)
 
 
 def layer_norm(
     x, gamma=None, beta=None, axis=-1, epsilon=1e-3, unit_offset=False,
-    dtype=None,
+    dtype=None, fused="auto",
 ):
     """Layer normalization (Ba et al., 2016), statistics in float32.
 
     ```
     y = (x - mean(x)) / sqrt(var(x) + epsilon) * gamma + beta
     ```
-    With `unit_offset=True` the scale applied is `1 + gamma`.
+    With `unit_offset=True` the scale applied is `1 + gamma`. `fused`
+    (`"auto"`, `True`, `False`) picks the hand-written kernel of
+    `fused_add_norm` for last-axis normalization on TensorFlow; `"auto"`
+    uses it wherever it applies, `False` the composite reference path.
 
     Example:
 
@@ -101,20 +208,45 @@ def layer_norm(
     >>> np.round(np.asarray(y, "float64"), 4).tolist()
     [[-1.2247, 0.0, 1.2247]]
     """
-    y = _normalize(x, gamma, beta, axis, epsilon, True, unit_offset)
-    return ops.cast(y, _out_dtype(x, dtype))
+    return _norm(x, gamma, beta, axis, epsilon, True, unit_offset, dtype,
+                 fused)
+
+
+def _norm(x, gamma, beta, axis, epsilon, use_mean, unit_offset, dtype, fused):
+    out_dtype = _out_dtype(x, dtype)
+    if _use_fused(fused, x, axis):
+        return _fused_last_axis(x, None, gamma, beta, epsilon, use_mean,
+                                unit_offset, out_dtype, out_dtype)[0]
+    y = _normalize(x, gamma, beta, axis, epsilon, use_mean, unit_offset)
+    return ops.cast(y, out_dtype)
+
+
+def _use_fused(fused, x, axis, residual=None):
+    if fused not in ("auto", True, False):
+        raise ValueError(
+            f"fused must be one of ('auto', True, False). Received: fused={fused!r}"
+        )
+    possible = _fusable(x, axis, residual)
+    if fused is True and not possible:
+        raise ValueError(
+            "fused=True needs the TensorFlow backend, normalization over the "
+            "last axis only, and a residual of the same shape. Received: "
+            f"axis={axis}, input shape {tuple(x.shape)}"
+        )
+    return possible and fused is not False
 
 
 def rms_norm(x, gamma=None, axis=-1, epsilon=1e-6, unit_offset=False,
-             dtype=None):
+             dtype=None, fused="auto"):
     """Root-mean-square normalization (Zhang & Sennrich, 2019).
 
     ```
     y = x / sqrt(mean(x ** 2) + epsilon) * gamma
     ```
+    `fused` as in `layer_norm`.
     """
-    y = _normalize(x, gamma, None, axis, epsilon, False, unit_offset)
-    return ops.cast(y, _out_dtype(x, dtype))
+    return _norm(x, gamma, None, axis, epsilon, False, unit_offset, dtype,
+                 fused)
 
 
 def scale_norm(x, g=None, axis=-1, epsilon=1e-5, dtype=None):
@@ -155,8 +287,9 @@ def dynamic_tanh(x, alpha, gamma=None, beta=None, axis=-1, dtype=None):
 def fused_add_norm(
     x, residual=None, gamma=None, beta=None, axis=-1, epsilon=1e-3,
     use_mean=True, unit_offset=False, residual_in_float32=False, dtype=None,
+    fused="auto",
 ):
-    """Residual add followed by normalization, as one expression.
+    """Residual add followed by normalization, in one pass over each row.
 
     Returns `(normalized, new_residual)` with `new_residual = x + residual`
     (just `x` when `residual` is None) and `normalized` its LayerNorm
@@ -166,6 +299,18 @@ def fused_add_norm(
     of `x`. This is the pre-norm step of flash-attention's
     `layer_norm(x, residual, prenorm=True)`.
 
+    ```
+    s = x + residual
+    normalized = (s - mean(s)) / sqrt(var(s) + epsilon) * gamma + beta
+    ```
+
+    With `fused="auto"` (or `True`) and normalization over the last axis on
+    TensorFlow, a hand-written kernel computes it: statistics in one pass,
+    a custom gradient that keeps only the row mean and reciprocal standard
+    deviation, so XLA fuses forward and backward into few loops. `False`
+    selects the composite reference path (same values within float32
+    rounding).
+
     Example:
 
     >>> import numpy as np
@@ -174,10 +319,13 @@ def fused_add_norm(
     >>> tuple(y.shape), np.asarray(r)[0].tolist()
     ((2, 4), [1.0, 2.0, 3.0, 4.0])
     """
+    out_dtype = _out_dtype(x, dtype)
+    res_dtype = "float32" if residual_in_float32 else out_dtype
+    if _use_fused(fused, x, axis, residual):
+        return _fused_last_axis(x, residual, gamma, beta, epsilon, use_mean,
+                                unit_offset, out_dtype, res_dtype)
     xf = ops.cast(x, "float32")
     new_residual = xf if residual is None else xf + ops.cast(residual, "float32")
     y = _normalize(new_residual, gamma, beta, axis, epsilon, use_mean,
                    unit_offset)
-    out_dtype = _out_dtype(x, dtype)
-    res_dtype = "float32" if residual_in_float32 else out_dtype
     return ops.cast(y, out_dtype), ops.cast(new_residual, res_dtype)

@@ -18,3 +18,36 @@ def _reset_keras_state():
     keras.utils.set_random_seed(1234)
     yield
     keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture(scope="session")
+def builtin_corpus(tmp_path_factory):
+    from keras_resnorm.ner import data
+
+    root = tmp_path_factory.mktemp("builtin")
+    directory = data.write_builtin_corpus(str(root / "corpus"),
+                                          sentences=(300, 80, 80))
+    return data.load_conll_dir(directory, cache_dir=str(root / "tfds"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, builtin_corpus):
+    """A tiny tagger trained 3 epochs on the built-in corpus (max_length 32,
+    so sentences longer than 32 tokens exercise the window policy)."""
+    from keras_resnorm.ner.train import train
+    from ner_helpers import tiny_config
+
+    run_dir = tmp_path_factory.mktemp("run") / "ner"
+    tagger, metrics = train(tiny_config(run_dir, epochs=3), builtin_corpus)
+    return run_dir, tagger, metrics
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, trained_run):
+    """The trained tagger exported as version 1 under a fresh base path."""
+    from keras_resnorm.ner import export
+
+    run_dir, _, _ = trained_run
+    base = tmp_path_factory.mktemp("serving") / "ner"
+    path = export.export(str(run_dir / "best.keras"), str(base))
+    return base, path

@@ -191,3 +191,76 @@ def test_fused_add_norm_without_residual_is_plain_norm():
     np.testing.assert_allclose(np.asarray(y), np.asarray(ops.layer_norm(x)),
                                rtol=1e-6)
     np.testing.assert_array_equal(np.asarray(r), x)
+
+
+def _grads(fn, fused, x, r, gamma, beta, upstream, jit=False):
+    def run(x, r, gamma, beta):
+        with tf.GradientTape() as tape:
+            tape.watch([x, r, gamma, beta])
+            y, new_r = fn(x, r, gamma, beta, fused)
+            loss = (tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
+                    + tf.reduce_sum(tf.cast(new_r, tf.float32) * upstream**2))
+        return [y, new_r] + tape.gradient(loss, [x, r, gamma, beta])
+    if jit:
+        run = tf.function(run, jit_compile=True)
+    return [None if t is None else tf.cast(t, tf.float32).numpy()
+            for t in run(x, r, gamma, beta)]
+
+
+@pytest.mark.parametrize("use_mean", [True, False])
+@pytest.mark.parametrize("unit_offset", [False, True])
+@pytest.mark.parametrize("jit", [False, True])
+def test_fused_kernel_matches_composite_values_and_all_gradients(
+        use_mean, unit_offset, jit):
+    rng = np.random.default_rng(11)
+    x = tf.constant(rng.normal(size=(3, 5, 16)) * 2 + 3, tf.float32)
+    r = tf.constant(rng.normal(size=(3, 5, 16)), tf.float32)
+    gamma = tf.constant(rng.normal(size=16), tf.float32)
+    beta = tf.constant(rng.normal(size=16), tf.float32)
+    upstream = rng.normal(size=(3, 5, 16)).astype("float32")
+
+    def fn(x, r, gamma, beta, fused):
+        return ops.fused_add_norm(x, r, gamma, beta if use_mean else None,
+                                  epsilon=1e-5, use_mean=use_mean,
+                                  unit_offset=unit_offset, fused=fused)
+
+    fused = _grads(fn, True, x, r, gamma, beta, upstream, jit)
+    reference = _grads(fn, False, x, r, gamma, beta, upstream, jit)
+    for name, a, b in zip(["y", "new_r", "dx", "dr", "dgamma", "dbeta"],
+                          fused, reference):
+        if not use_mean and name == "dbeta":
+            continue
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_fused_kernel_half_precision_matches_composite(dtype):
+    rng = np.random.default_rng(12)
+    x = tf.cast(rng.normal(size=(4, 32)) * 100, dtype)
+    r = tf.cast(rng.normal(size=(4, 32)), dtype)
+    a, ra = ops.fused_add_norm(x, r, fused=True)
+    b, rb = ops.fused_add_norm(x, r, fused=False)
+    assert a.dtype == dtype and ra.dtype == dtype
+    np.testing.assert_allclose(tf.cast(a, tf.float32).numpy(),
+                               tf.cast(b, tf.float32).numpy(), atol=2e-2)
+    np.testing.assert_array_equal(tf.cast(ra, tf.float32).numpy(),
+                                  tf.cast(rb, tf.float32).numpy())
+
+
+def test_fused_one_pass_variance_is_exact_for_constant_and_offset_rows():
+    rows = tf.constant([[6e4] * 8, [1e4 + v for v in range(8)]], tf.float32)
+    y = ops.layer_norm(rows, epsilon=1e-6, fused=True).numpy()
+    np.testing.assert_array_equal(y[0], np.zeros(8))
+    ref = ref_layer_norm(rows.numpy().astype("float64")[1:], 1.0, 0.0, (1,),
+                         1e-6)
+    np.testing.assert_allclose(y[1:], ref, atol=1e-5)
+
+
+def test_fused_argument_validation():
+    x = np.ones((2, 3, 4), "float32")
+    with pytest.raises(ValueError, match=r"Received: axis=1"):
+        ops.layer_norm(x, axis=1, fused=True)
+    with pytest.raises(ValueError, match=r"Received: fused='yes'"):
+        ops.layer_norm(x, fused="yes")
+    # "auto" falls back to the composite path where the kernel cannot go.
+    assert ops.layer_norm(x, axis=1).shape == (2, 3, 4)

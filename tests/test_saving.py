@@ -68,6 +68,17 @@ def test_saved_model_export_and_reload(tmp_path):
     reloaded = tf.saved_model.load(path)
     np.testing.assert_allclose(reloaded.serve(tf.constant(x)).numpy(),
                                model.predict(x, verbose=0), atol=1e-5)
+    # TF Serving refuses XLA-marked functions by default: none may be there.
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(f"{path}/saved_model.pb", "rb") as f:
+        proto.ParseFromString(f.read())
+    library = proto.meta_graphs[0].graph_def.library
+    assert library.function, "expected traced functions in the export"
+    marked = [fn.signature.name for fn in library.function
+              if fn.attr["_XlaMustCompile"].b]
+    assert not marked
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])

@@ -25,6 +25,15 @@ def check_positive(name, value, integer=False):
     return value
 
 
+def check_fused(fused):
+    if fused not in ("auto", True, False):
+        raise ValueError(
+            "fused must be one of ('auto', True, False). "
+            f"Received: fused={fused!r}"
+        )
+    return fused
+
+
 def check_floating_input(layer, inputs):
     """Raise a TypeError naming the layer when `inputs` is not floating."""
     dtype = keras.backend.standardize_dtype(inputs.dtype)

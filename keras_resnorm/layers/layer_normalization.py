@@ -5,6 +5,7 @@ from keras_resnorm import ops as rn_ops
 from keras_resnorm.layers._base import (
     NormalizationBase,
     check_floating_input,
+    check_fused,
     serialize_weight_options,
 )
 
@@ -51,6 +52,10 @@ class LayerNormalization(NormalizationBase):
         beta_constraint: optional constraint for `beta`. Defaults to `None`.
         gamma_constraint: optional constraint for `gamma`. Defaults to
             `None`.
+        fused: `"auto"`, `True` or `False`: whether to use the hand-written
+            one-pass kernel with a custom gradient (`keras_resnorm.ops`);
+            `"auto"` uses it for last-axis normalization on TensorFlow.
+            Defaults to `"auto"`.
         **kwargs: base layer arguments (`name`, `dtype`, ...). Keras's
             `rms_scaling=False` is accepted so Keras configs load;
             `rms_scaling=True` raises, use `RMSNormalization`.
@@ -91,6 +96,7 @@ class LayerNormalization(NormalizationBase):
         gamma_regularizer=None,
         beta_constraint=None,
         gamma_constraint=None,
+        fused="auto",
         **kwargs,
     ):
         rms_scaling = kwargs.pop("rms_scaling", False)
@@ -103,6 +109,7 @@ class LayerNormalization(NormalizationBase):
         self.center = bool(center)
         self.scale = bool(scale)
         self.unit_offset = bool(unit_offset)
+        self.fused = check_fused(fused)
         if gamma_initializer is None:
             gamma_initializer = "zeros" if unit_offset else "ones"
         self.beta_initializer = initializers.get(beta_initializer)
@@ -132,7 +139,7 @@ class LayerNormalization(NormalizationBase):
         return rn_ops.layer_norm(
             inputs, self.gamma, self.beta, axis=self._axes,
             epsilon=self.epsilon, unit_offset=self.unit_offset,
-            dtype=self.compute_dtype,
+            dtype=self.compute_dtype, fused=self.fused,
         )
 
     def get_config(self):
@@ -142,6 +149,7 @@ class LayerNormalization(NormalizationBase):
                 "center": self.center,
                 "scale": self.scale,
                 "unit_offset": self.unit_offset,
+                "fused": self.fused,
                 **serialize_weight_options(
                     beta_initializer=self.beta_initializer,
                     gamma_initializer=self.gamma_initializer,

@@ -3,9 +3,16 @@ import inspect
 import keras
 from keras import ops
 
-from keras_resnorm.layers._base import check_floating_input, check_rate
+from keras_resnorm import ops as rn_ops
+from keras_resnorm.layers._base import (
+    check_floating_input,
+    check_fused,
+    check_rate,
+)
 from keras_resnorm.layers.drop_path import DropPath
+from keras_resnorm.layers.layer_normalization import LayerNormalization
 from keras_resnorm.layers.normalization import check_norm_name, normalization
+from keras_resnorm.layers.rms_normalization import RMSNormalization
 
 PLACEMENTS = ("pre", "post", "sandwich", "deepnorm", "none")
 _PLACEMENT_ALIASES = {"peri": "sandwich"}
@@ -157,6 +164,12 @@ class ResidualWrapper(keras.layers.Layer):
             `"auto"`.
         seed: optional int seed for dropout and drop path. Defaults to
             `None`.
+        fused: `"auto"`, `True` or `False`. With `"auto"` (or `True`) and a
+            LayerNorm or RMSNorm over the last axis, post and deepnorm
+            placements compute `N(skip + branch)` with one
+            `keras_resnorm.ops.fused_add_norm` pass, and every norm uses the
+            one-pass kernel; `False` uses the composite reference path.
+            Defaults to `"auto"`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -205,6 +218,7 @@ class ResidualWrapper(keras.layers.Layer):
         drop_path=0.0,
         projection="auto",
         seed=None,
+        fused="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -266,6 +280,7 @@ class ResidualWrapper(keras.layers.Layer):
         self.drop_path = check_rate("drop_path", drop_path)
         self.projection = projection
         self.seed = seed
+        self.fused = check_fused(fused)
         if placement == "deepnorm":
             alpha, beta = (None, None)
             if depth is not None:
@@ -284,8 +299,11 @@ class ResidualWrapper(keras.layers.Layer):
         self._layer_takes_mask = _accepts(layer, "mask")
 
         def make_norm(name):
+            kwargs = dict(self.norm_kwargs)
+            if norm in ("layer", "rms"):
+                kwargs.setdefault("fused", self.fused)
             return normalization(
-                norm, name=name, dtype=self.dtype_policy, **self.norm_kwargs
+                norm, name=name, dtype=self.dtype_policy, **kwargs
             )
 
         self.norm_layer = None
@@ -420,10 +438,23 @@ class ResidualWrapper(keras.layers.Layer):
             skip = skip * ops.cast(self.deepnorm_alpha, skip.dtype)
         if self.diagnostics is not None:
             self.diagnostics.append((_rms(skip), _rms(h)))
-        y = skip + h
         if self.placement in ("post", "deepnorm"):
-            y = self.norm_layer(y)
-        return y
+            return self._add_norm(skip, h)
+        return skip + h
+
+    def _add_norm(self, skip, h):
+        """N(skip + h): one fused_add_norm pass where the kernel applies."""
+        n = self.norm_layer
+        if (self.fused is not False
+                and isinstance(n, (LayerNormalization, RMSNormalization))
+                and n.fused is not False
+                and rn_ops._fusable(h, n._axes, skip)):
+            y, _ = rn_ops.fused_add_norm(
+                h, skip, n.gamma, getattr(n, "beta", None), axis=n._axes,
+                epsilon=n.epsilon, use_mean=isinstance(n, LayerNormalization),
+                unit_offset=n.unit_offset, dtype=n.compute_dtype)
+            return y
+        return n(skip + h)
 
     def compute_output_shape(self, input_shape):
         if self.built:
@@ -452,6 +483,7 @@ class ResidualWrapper(keras.layers.Layer):
                 "drop_path": self.drop_path,
                 "projection": self.projection,
                 "seed": self.seed,
+                "fused": self.fused,
             }
         )
         return config

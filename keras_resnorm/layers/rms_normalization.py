@@ -5,6 +5,7 @@ from keras_resnorm import ops as rn_ops
 from keras_resnorm.layers._base import (
     NormalizationBase,
     check_floating_input,
+    check_fused,
     serialize_weight_options,
 )
 
@@ -40,6 +41,8 @@ class RMSNormalization(NormalizationBase):
             `None`.
         gamma_constraint: optional constraint for `gamma`. Defaults to
             `None`.
+        fused: `"auto"`, `True` or `False`, as in `LayerNormalization`.
+            Defaults to `"auto"`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -73,11 +76,13 @@ class RMSNormalization(NormalizationBase):
         gamma_initializer=None,
         gamma_regularizer=None,
         gamma_constraint=None,
+        fused="auto",
         **kwargs,
     ):
         super().__init__(axis=axis, epsilon=epsilon, **kwargs)
         self.scale = bool(scale)
         self.unit_offset = bool(unit_offset)
+        self.fused = check_fused(fused)
         if gamma_initializer is None:
             gamma_initializer = "zeros" if unit_offset else "ones"
         self.gamma_initializer = initializers.get(gamma_initializer)
@@ -98,6 +103,7 @@ class RMSNormalization(NormalizationBase):
         return rn_ops.rms_norm(
             inputs, self.gamma, axis=self._axes, epsilon=self.epsilon,
             unit_offset=self.unit_offset, dtype=self.compute_dtype,
+            fused=self.fused,
         )
 
     def get_config(self):
@@ -106,6 +112,7 @@ class RMSNormalization(NormalizationBase):
             {
                 "scale": self.scale,
                 "unit_offset": self.unit_offset,
+                "fused": self.fused,
                 **serialize_weight_options(
                     gamma_initializer=self.gamma_initializer,
                     gamma_regularizer=self.gamma_regularizer,

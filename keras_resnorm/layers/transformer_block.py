@@ -49,6 +49,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
             `0.0`.
         activation: feed-forward activation. Defaults to `"gelu"`.
         seed: optional int seed. Defaults to `None`.
+        fused: whether norms use the fused kernels, see `ResidualWrapper`.
+            Defaults to `"auto"`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -92,9 +94,11 @@ class TransformerEncoderBlock(keras.layers.Layer):
         drop_path=0.0,
         activation="gelu",
         seed=None,
+        fused="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.fused = fused
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
         self.key_dim = key_dim
@@ -118,7 +122,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
             norm=norm, placement=placement, norm_kwargs=norm_kwargs,
             branch_scale=branch_scale, layerscale_init=layerscale_init,
             depth=depth, dropout=self.dropout, drop_path=self.drop_path,
-            projection=False, seed=seed, dtype=self.dtype_policy,
+            projection=False, seed=seed, fused=fused,
+            dtype=self.dtype_policy,
         )
         self.attention_block = ResidualWrapper(
             SelfAttention(
@@ -167,6 +172,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
                 "drop_path": self.drop_path,
                 "activation": self.activation,
                 "seed": self.seed,
+                "fused": self.fused,
             }
         )
         return config
@@ -227,7 +233,7 @@ class TransformerEncoder(keras.layers.Layer):
     _BLOCK_ARGS = (
         "key_dim", "norm", "placement", "norm_kwargs", "branch_scale",
         "layerscale_init", "dropout", "attention_dropout", "activation",
-        "seed",
+        "seed", "fused",
     )
 
     def __init__(self, num_layers, num_heads, intermediate_dim,
@@ -272,9 +278,13 @@ class TransformerEncoder(keras.layers.Layer):
         )
         self.final_norm_layer = None
         if wants_final:
+            norm_kwargs = dict(block_kwargs.get("norm_kwargs") or {})
+            if norm in ("layer", "rms"):
+                norm_kwargs.setdefault("fused", block_kwargs.get("fused",
+                                                                 "auto"))
             self.final_norm_layer = normalization(
                 norm, name="final_norm", dtype=self.dtype_policy,
-                **(block_kwargs.get("norm_kwargs") or {}),
+                **norm_kwargs,
             )
 
     def build(self, input_shape):

@@ -1,4 +1,5 @@
-"""`keras-resnorm` command line: `keras-resnorm ner {demo,train,evaluate,predict}`."""
+"""`keras-resnorm` command line:
+`keras-resnorm ner {demo,train,evaluate,export,predict}`."""
 
 import argparse
 import dataclasses
@@ -141,6 +142,15 @@ def cmd_predict(args):
         _print_tags(tagger, args.sentences)
 
 
+def cmd_export(args):
+    from keras_resnorm.ner import export
+
+    path = export.export(args.model, args.base, version=args.version,
+                         warmup=not args.no_warmup, xla=args.xla,
+                         model_name=args.model_name)
+    print(f"exported {path} ({export.export_size(path) / 1e6:.1f} MB)")
+
+
 def build_parser():
     from keras_resnorm.ner.train import TrainConfig
 
@@ -166,6 +176,20 @@ def build_parser():
     evaluate.add_argument("--scheme", choices=("iob2", "iob1"), default="iob2")
     evaluate.add_argument("--cache-dir")
 
+    exp = sub.add_parser("export", help="write a versioned SavedModel for "
+                         "TF Serving")
+    exp.add_argument("--model", required=True, help="a saved tagger (.keras)")
+    exp.add_argument("--base", default=os.path.join("serving", "models", "ner"),
+                     help="model base path that TF Serving watches")
+    exp.add_argument("--version", type=int, default=None,
+                     help="default: the next free version")
+    exp.add_argument("--model-name", default="ner",
+                     help="model name in the warmup requests")
+    exp.add_argument("--no-warmup", action="store_true")
+    exp.add_argument("--xla", action="store_true",
+                     help="mark the model call for XLA (TF Serving then "
+                          "needs --xla_cpu_compilation_enabled)")
+
     predict = sub.add_parser("predict", help="tag sentences")
     predict.add_argument("--model", required=True)
     predict.add_argument("--json", action="store_true")
@@ -182,6 +206,8 @@ def main(argv=None):
         cmd_train(args)
     elif args.command == "evaluate":
         cmd_evaluate(args)
+    elif args.command == "export":
+        cmd_export(args)
     else:
         cmd_predict(args)
     return 0

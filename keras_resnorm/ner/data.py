@@ -323,6 +323,25 @@ def find_corpus(data_dir=None, download=False, cache_dir=None, scheme="iob2",
     return corpus
 
 
+# ------------------------------------------------------------- tokenizing
+# CoNLL-like tokens, as an RE2 pattern (TensorFlow's regex ops): U.S.-style
+# abbreviations, numbers with separators (1,000.5), words with inner hyphens,
+# clitics ('s), then any other non-space character alone. \pL and \pN make
+# letters and digits Unicode-aware.
+TOKEN_PATTERN = (r"((?:[A-Za-z]\.){2,}|\d+(?:[.,:]\d+)*"
+                 r"|[\pL\pN_]+(?:-[\pL\pN_]+)*|'[\pL\pN_]+|\S)")
+
+
+def tokenize_text(texts):
+    """Tokenize a `[batch]` tf.string tensor into a RaggedTensor of tokens.
+
+    Pure TensorFlow ops (regex_replace + whitespace split), so the same
+    function runs in Python, in an exported SavedModel and under TF Serving.
+    """
+    spaced = tf.strings.regex_replace(texts, TOKEN_PATTERN, r" \1 ")
+    return tf.strings.split(spaced)
+
+
 # ------------------------------------------------------------------ tf.data
 def windows(tokens, tags, max_length):
     """Split a sentence longer than `max_length` into consecutive windows.

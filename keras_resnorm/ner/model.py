@@ -98,12 +98,12 @@ class TokenFeatures(keras.layers.Layer):
         case = tf.where(lower, 1, case)
         case_ids = tf.where(is_pad, 0, case)
         chars = tf.strings.unicode_split(tokens, "UTF-8", errors="replace")
-        chars = chars[:, :, : self.max_chars]
-        char_ids = self.char_lookup(chars.to_tensor(default_value=PAD))
-        # A batch whose tokens are all shorter than max_chars gives fewer
-        # columns; pad so the character CNN always sees max_chars.
-        pad = self.max_chars - tf.shape(char_ids)[2]
-        char_ids = tf.pad(char_ids, [[0, 0], [0, 0], [0, pad]])
+        # to_tensor with an explicit shape truncates to max_chars and keeps
+        # the batch and time sizes even when they are 0.
+        shape = tf.concat([tf.shape(tokens, out_type=tf.int64),
+                           [self.max_chars]], axis=0)
+        char_ids = self.char_lookup(
+            chars.to_tensor(default_value=PAD, shape=shape))
         char_ids = tf.ensure_shape(char_ids, [None, None, self.max_chars])
         return (tf.cast(word_ids, "int32"), tf.cast(case_ids, "int32"),
                 tf.cast(char_ids, "int32"), tf.logical_not(is_pad))

@@ -1,24 +1,29 @@
 """Python inference API: raw sentences in, entity spans out."""
 
-import re
-
 import keras
+import tensorflow as tf
 
+from keras_resnorm.ner.data import tokenize_text
 from keras_resnorm.ner.evaluate import make_forward, predict_tags
-
-# CoNLL-like tokenization: abbreviations (U.S.), numbers (1,000.5), words
-# with inner hyphens, clitics ('s), and any other non-space character alone.
-TOKEN_PATTERN = r"(?:[A-Za-z]\.){2,}|\d+(?:[.,:]\d+)*|\w+(?:-\w+)*|'\w+|[^\w\s]"
-_TOKEN_RE = re.compile(TOKEN_PATTERN)
 
 
 def tokenize(text):
     """Split text into `(token, char_start, char_end)` triples.
 
+    Uses the in-graph tokenizer (`data.tokenize_text`) that the exported
+    model uses, so Python and TF Serving see the same tokens.
+
     >>> [t for t, _, _ in tokenize("EU rejects German call, U.S. says.")]
     ['EU', 'rejects', 'German', 'call', ',', 'U.S.', 'says', '.']
     """
-    return [(m.group(), m.start(), m.end()) for m in _TOKEN_RE.finditer(text)]
+    tokens = tokenize_text(tf.constant([text])).to_list()[0]
+    out, cursor = [], 0
+    for raw in tokens:
+        token = raw.decode("utf-8")
+        start = text.index(token, cursor)
+        cursor = start + len(token)
+        out.append((token, start, cursor))
+    return out
 
 
 def entity_spans(tags):

@@ -301,6 +301,7 @@ def test_drop_path_drops_whole_branches_per_example():
     ({"placement": "deepnorm"}, ValueError, r"Received: depth=None"),
     ({"projection": "yes"}, ValueError, r"Received: projection='yes'"),
     ({"norm_kwargs": 3}, TypeError, r"Received: norm_kwargs=3"),
+    ({"fused": "always"}, ValueError, r"Received: fused='always'"),
 ])
 def test_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -318,6 +319,35 @@ def test_norm_kwargs_reach_the_norms():
     w = ResidualWrapper(keras.layers.Dense(4), norm="rms", placement="sandwich",
                         norm_kwargs={"epsilon": 0.5})
     assert w.norm_layer.epsilon == 0.5 and w.branch_norm_layer.epsilon == 0.5
+
+
+@pytest.mark.parametrize("placement", ["post", "deepnorm", "pre", "sandwich"])
+@pytest.mark.parametrize("norm", ["layer", "rms"])
+def test_fused_and_reference_paths_agree(placement, norm):
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(size=(3, 5, 8)) * 3, tf.float32)
+    outputs = {}
+    for fused in (True, False):
+        keras.utils.set_random_seed(9)
+        w = ResidualWrapper(keras.layers.Dense(8, activation="tanh"),
+                            norm=norm, placement=placement, depth=2,
+                            fused=fused)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = w(x)
+            loss = tf.reduce_sum(y * tf.sin(y))
+        grads = tape.gradient(loss, [x] + w.trainable_weights)
+        outputs[fused] = [y] + grads
+        assert w.get_config()["fused"] is fused
+    for a, b in zip(outputs[True], outputs[False]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4,
+                                   atol=1e-4)
+
+
+@pytest.mark.parametrize("placement", ["post", "sandwich"])
+def test_generic_check_reference_path(placement):
+    check_layer(dense_wrapper(placement=placement, fused=False), (4, 5, 6),
+                mask_tail=2, float32_weights="*")
 
 
 def test_fused_add_norm_equals_post_norm_wrapper_output():

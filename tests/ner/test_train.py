@@ -11,7 +11,7 @@ import pytest
 
 from keras_resnorm.ner.tagger import Tagger
 from keras_resnorm.ner.train import train
-from conftest import tiny_config
+from ner_helpers import tiny_config
 
 
 def test_run_writes_checkpoints_best_model_and_metrics(trained_run):

@@ -1,0 +1,213 @@
+"""Export a trained tagger as a versioned SavedModel for TensorFlow Serving.
+
+```
+<base>/<version>/saved_model.pb
+<base>/<version>/variables/
+<base>/<version>/assets/
+<base>/<version>/assets.extra/tf_serving_warmup_requests
+```
+
+TF Serving polls `<base>` and loads every numeric directory it sees, so a
+version is written into a hidden non-numeric sibling (`.tmp-<version>-<pid>`)
+and renamed into place only when complete: killing the export at any moment
+leaves no partial numeric directory. An existing version is never
+overwritten.
+
+Signatures (batch is the first dimension of every input and output):
+
+- `serving_default`: `text` tf.string `[batch]`, one sentence per element,
+  tokenized in the graph -> `tokens` and `tags` (tf.string `[batch, time]`,
+  padded with ""), `confidence` (float32 `[batch, time]`, the tag's
+  probability, 0 on padding), `lengths` (int32 `[batch]`).
+- `tag_tokens`: `tokens` tf.string `[batch, time]` and `lengths` int32
+  `[batch]`, for clients that tokenize themselves; the same outputs.
+
+Sentences longer than the model's `max_length` are tagged in consecutive
+windows, as in training, so every token gets a tag. No function carries
+`jit_compile=True` unless `xla=True` is asked for: TF Serving refuses
+XLA-marked functions unless started with `--xla_cpu_compilation_enabled`.
+"""
+
+import os
+import re
+import shutil
+import time
+
+import keras
+import tensorflow as tf
+
+from keras_resnorm.ner.data import tokenize_text
+from keras_resnorm.ner.model import max_length, tag_names
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+WARMUP_SENTENCES = (
+    "EU rejects German call to boycott British lamb .",
+    "Peter Blackburn",
+    "BRUSSELS 1996-08-22",
+    "The European Commission said on Thursday it disagreed with German "
+    "advice to consumers to shun British lamb until scientists determine "
+    "whether mad cow disease can be transmitted to sheep .",
+)
+
+
+def _tag_fn(model, xla):
+    """tokens [b, t] padded with "", lengths [b] -> the four outputs."""
+    tag_table = tag_names(model)
+    window = max_length(model)
+    forward = lambda tokens: model(tokens, training=False)  # noqa: E731
+    if xla:
+        forward = tf.function(forward, jit_compile=True)
+
+    def tag(tokens, lengths):
+        tags_const = tf.constant(tag_table)
+        batch = tf.shape(tokens)[0]
+        width = tf.shape(tokens)[1]
+        # At least one window per row, so empty batches and empty sentences
+        # still run through the model with a defined (all padding) result.
+        windows = tf.maximum(1, (width + window - 1) // window)
+        padded = tf.pad(tokens, [[0, 0], [0, windows * window - width]],
+                        constant_values="")
+        flat = tf.reshape(padded, [batch * windows, window])
+        probs = tf.nn.softmax(forward(flat), axis=-1)
+        probs = tf.reshape(probs, [batch, windows * window, -1])[:, :width]
+        ids = tf.argmax(probs, axis=-1, output_type=tf.int32)
+        valid = tf.sequence_mask(lengths, width)
+        return {"tokens": tf.where(valid, tokens, ""),
+                "tags": tf.where(valid, tf.gather(tags_const, ids), ""),
+                "confidence": tf.where(valid, tf.reduce_max(probs, -1), 0.0),
+                "lengths": tf.cast(lengths, tf.int32)}
+    return tag
+
+
+def _archive(model, xla):
+    """A Keras ExportArchive with both signatures.
+
+    ExportArchive tracks every Keras variable in the object graph, which the
+    C++ session loader that TF Serving uses needs to restore them.
+    """
+    tag = _tag_fn(model, xla)
+
+    def serve_text(text):
+        ragged = tokenize_text(text)
+        lengths = tf.cast(ragged.row_lengths(), tf.int32)
+        return tag(ragged.to_tensor(default_value=""), lengths)
+
+    def serve_tokens(tokens, lengths):
+        return tag(tokens, tf.minimum(lengths, tf.shape(tokens)[1]))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default", serve_text,
+        input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    archive.add_endpoint(
+        "tag_tokens", serve_tokens,
+        input_signature=[tf.TensorSpec([None, None], tf.string, name="tokens"),
+                         tf.TensorSpec([None], tf.int32, name="lengths")])
+    return archive
+
+
+def next_version(base):
+    versions = [int(n) for n in os.listdir(base) if re.fullmatch(r"\d+", n)] \
+        if os.path.isdir(base) else []
+    return max(versions, default=0) + 1
+
+
+def write_warmup(path, sentences=WARMUP_SENTENCES, model_name="ner"):
+    """Write TF Serving warmup records: PredictionLog protos in a TFRecord."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    with tf.io.TFRecordWriter(path) as writer:
+        for batch in ([sentences[0]], list(sentences)):
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(
+                    name=model_name, signature_name="serving_default"))
+            request.inputs["text"].CopyFrom(
+                tf.make_tensor_proto(batch, dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def _fsync_tree(root):
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def export(model, base, version=None, warmup=True, xla=False,
+           model_name="ner"):
+    """Export `model` (a tagger, or a path to its .keras file) under `base`.
+
+    Args:
+        model: a tagger `keras.Model`, or the path of a saved `.keras` one.
+        base: the model base path TF Serving watches.
+        version: positive int; `None` takes the next free one.
+        warmup: whether to write `assets.extra/tf_serving_warmup_requests`.
+        xla: whether the model call carries `jit_compile=True` (only for
+            servers started with `--xla_cpu_compilation_enabled`).
+        model_name: the model name the warmup requests carry.
+
+    Returns:
+        The path of the new version directory.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        model = keras.saving.load_model(model, safe_mode=True)
+    os.makedirs(base, exist_ok=True)
+    if version is None:
+        version = next_version(base)
+    if isinstance(version, bool) or not isinstance(version, int) \
+            or version < 1:
+        raise ValueError(
+            f"version must be a positive int. Received: version={version!r}")
+    final = os.path.join(base, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(
+            f"{final} exists; versions are never overwritten. "
+            f"Received: version={version}")
+    # Leftovers of killed exports are hidden, non-numeric: safe to remove.
+    for name in os.listdir(base):
+        if name.startswith(".tmp-"):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+    tmp = os.path.join(base, f".tmp-{version}-{os.getpid()}")
+    _archive(model, xla).write_out(tmp, verbose=False)
+    if warmup:
+        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
+        write_warmup(os.path.join(tmp, "assets.extra", WARMUP_FILE),
+                     model_name=model_name)
+    _fsync_tree(tmp)
+    os.rename(tmp, final)
+    return final
+
+
+def export_size(path):
+    return sum(os.path.getsize(os.path.join(folder, name))
+               for folder, _, files in os.walk(path) for name in files)
+
+
+def xla_marked_functions(path):
+    """Names of functions in the export's graph that carry _XlaMustCompile."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    marked = []
+    for meta in proto.meta_graphs:
+        for fn in meta.graph_def.library.function:
+            if fn.attr["_XlaMustCompile"].b:
+                marked.append(fn.signature.name)
+    return marked
+
+
+def timed_load(path):
+    start = time.perf_counter()
+    loaded = tf.saved_model.load(path)
+    return loaded, time.perf_counter() - start

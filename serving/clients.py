@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Clients for the tagger behind TensorFlow Serving: text in, entity spans out.
+
+    python serving/clients.py rest "EU rejects German call to boycott British lamb ."
+    python serving/clients.py grpc --host localhost:8500 "Peter Blackburn"
+
+REST uses TF Serving's predict API in the row ("instances") format:
+POST http://HOST:8501/v1/models/ner[/versions/N]:predict with
+{"signature_name": "serving_default", "instances": ["sentence", ...]}; the
+answer is {"predictions": [{"tokens": [...], "tags": [...],
+"confidence": [...], "lengths": n}, ...]}. gRPC uses
+tensorflow_serving.apis' PredictionService.Predict on port 8500 with a
+PredictRequest whose input "text" is a 1-D DT_STRING tensor.
+"""
+
+import argparse
+import json
+import urllib.request
+
+
+def spans_from_tags(tokens, tags, confidence=None):
+    """IOB2 tags -> [{"text", "type", "start", "end", "confidence"}].
+
+    `end` is exclusive; an `I-` tag that does not continue an entity of its
+    type starts one (conlleval's reading). `confidence` is the mean tag
+    confidence of the span's tokens when given.
+    """
+    spans, current = [], None
+    for i, tag in enumerate(list(tags) + ["O"]):
+        prefix, _, kind = tag.partition("-")
+        continues = (current is not None and prefix == "I"
+                     and kind == current["type"])
+        if current is not None and not continues:
+            current["end"] = i
+            current["text"] = " ".join(tokens[current["start"]:i])
+            if confidence is not None:
+                values = confidence[current["start"]:i]
+                current["confidence"] = sum(values) / len(values)
+            spans.append(current)
+            current = None
+        if prefix in ("B", "I") and not continues and i < len(tags):
+            current = {"type": kind, "start": i}
+    return spans
+
+
+def _trim(prediction):
+    n = int(prediction["lengths"])
+    return (prediction["tokens"][:n], prediction["tags"][:n],
+            prediction["confidence"][:n])
+
+
+# ---------------------------------------------------------------------- REST
+def rest_request(texts, host="localhost:8501", model="ner", version=None,
+                 signature="serving_default"):
+    """(url, JSON body) of a TF Serving REST predict call in row format."""
+    if isinstance(texts, str):
+        raise TypeError(f"texts must be a list of strings. Received: texts={texts!r}")
+    path = f"/v1/models/{model}" + (f"/versions/{version}" if version else "")
+    url = f"http://{host}{path}:predict"
+    body = {"signature_name": signature, "instances": list(texts)}
+    return url, json.dumps(body).encode("utf-8")
+
+
+def parse_rest_response(payload):
+    """TF Serving's row-format answer -> entity spans per sentence."""
+    data = json.loads(payload)
+    if "error" in data:
+        raise RuntimeError(f"TF Serving error: {data['error']}")
+    return [spans_from_tags(*_trim(p)) for p in data["predictions"]]
+
+
+def predict_rest(texts, host="localhost:8501", model="ner", version=None,
+                 timeout=30):
+    url, body = rest_request(texts, host, model, version)
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return parse_rest_response(response.read())
+
+
+# ---------------------------------------------------------------------- gRPC
+def grpc_request(texts, model="ner", version=None,
+                 signature="serving_default"):
+    """A tensorflow_serving PredictRequest for `texts`."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2
+
+    if isinstance(texts, str):
+        raise TypeError(f"texts must be a list of strings. Received: texts={texts!r}")
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    if version:
+        request.model_spec.version.value = int(version)
+    tensor = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(texts))]),
+        string_val=[t.encode("utf-8") for t in texts])
+    request.inputs["text"].CopyFrom(tensor)
+    return request
+
+
+def _values(proto):
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if proto.string_val:
+        flat = [v.decode("utf-8", "replace") for v in proto.string_val]
+    elif proto.float_val:
+        flat = list(proto.float_val)
+    else:
+        flat = list(proto.int_val)
+    if len(dims) == 2:
+        return [flat[i * dims[1]:(i + 1) * dims[1]] for i in range(dims[0])]
+    return flat
+
+
+def parse_grpc_response(response):
+    """PredictResponse -> entity spans per sentence."""
+    out = {k: _values(v) for k, v in response.outputs.items()}
+    return [spans_from_tags(*_trim({"tokens": out["tokens"][i],
+                                    "tags": out["tags"][i],
+                                    "confidence": out["confidence"][i],
+                                    "lengths": out["lengths"][i]}))
+            for i in range(len(out["lengths"]))]
+
+
+def predict_grpc(texts, host="localhost:8500", model="ner", version=None,
+                 timeout=30):
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(host) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        response = stub.Predict(grpc_request(texts, model, version),
+                                timeout=timeout)
+    return parse_grpc_response(response)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Tag sentences with the "
+                                     "NER model behind TF Serving.")
+    parser.add_argument("protocol", choices=("rest", "grpc"))
+    parser.add_argument("sentences", nargs="+")
+    parser.add_argument("--host", default=None,
+                        help="host:port (default localhost:8501 for REST, "
+                             "localhost:8500 for gRPC)")
+    parser.add_argument("--model", default="ner")
+    parser.add_argument("--version", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.protocol == "rest":
+        result = predict_rest(args.sentences, args.host or "localhost:8501",
+                              args.model, args.version)
+    else:
+        result = predict_grpc(args.sentences, args.host or "localhost:8500",
+                              args.model, args.version)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

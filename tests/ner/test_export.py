@@ -1,0 +1,177 @@
+"""The serving contract: what TF Serving relies on, checked through the same
+C++ SavedModel loader and Session::Run path (TensorFlow's C API)."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_resnorm.ner import export
+from keras_resnorm.ner.tagger import Tagger, tokenize
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CAPI = ROOT / "serving" / "capi_contract.py"
+SENTENCES = ["Anna Kovacs visited Norvale on Monday .",
+             "Shares of Halden Motors fell after Ravi Menon resigned .",
+             "EU rejects German call to boycott British lamb ."]
+
+
+def capi(path, requests, signature="serving_default", repeat=1):
+    """Run requests through the C API in a process without TF Python."""
+    spec = {"signature": signature, "requests": requests, "repeat": repeat}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, str(CAPI), str(path)],
+                          input=json.dumps(spec), capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["tensorflow_python_imported"] is False
+    return result
+
+
+def test_layout_and_versions(exported, trained_run, tmp_path):
+    base, path = exported
+    assert os.path.basename(path) == "1"
+    for name in ("saved_model.pb", "variables",
+                 os.path.join("assets.extra", export.WARMUP_FILE)):
+        assert os.path.exists(os.path.join(path, name)), name
+    run_dir, _, _ = trained_run
+    model = str(run_dir / "best.keras")
+    other = tmp_path / "base"
+    assert export.export(model, str(other), warmup=False).endswith("1")
+    assert export.export(model, str(other), warmup=False).endswith("2")
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        export.export(model, str(other), version=2)
+    with pytest.raises(ValueError, match=r"Received: version=0"):
+        export.export(model, str(other), version=0)
+    print(f"\nexport size {export.export_size(path) / 1e6:.2f} MB")
+
+
+def test_killed_export_leaves_no_partial_version(trained_run, tmp_path):
+    run_dir, _, _ = trained_run
+    base = tmp_path / "base"
+    code = ("import sys; from keras_resnorm.ner import export; "
+            "export.export(sys.argv[1], sys.argv[2])")
+    for delay in (4.0, 7.0, 10.0):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(run_dir / "best.keras"),
+             str(base)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for name in os.listdir(base) if base.exists() else []:
+            if name.isdigit():
+                # Any numeric directory is a complete export.
+                loaded = tf.saved_model.load(str(base / name))
+                assert "serving_default" in loaded.signatures
+    path = export.export(str(run_dir / "best.keras"), str(base))
+    assert not [n for n in os.listdir(base) if n.startswith(".tmp-")]
+    assert "serving_default" in tf.saved_model.load(path).signatures
+
+
+def test_no_xla_marked_function_unless_asked(exported, trained_run, tmp_path):
+    _, path = exported
+    assert export.xla_marked_functions(path) == []
+    run_dir, _, _ = trained_run
+    xla_path = export.export(str(run_dir / "best.keras"),
+                             str(tmp_path / "xla"), xla=True, warmup=False)
+    assert export.xla_marked_functions(xla_path)
+
+
+def test_c_api_tags_equal_keras_tags(exported, trained_run):
+    _, path = exported
+    run_dir, _, _ = trained_run
+    tagger = Tagger.load(str(run_dir / "best.keras"))
+    long_sentence = " ".join(SENTENCES * 5)  # > max_length 32: windows
+    texts = SENTENCES + [long_sentence]
+    result = capi(path, [{"text": texts}])
+    print(f"\nC API load time {result['load_seconds']:.2f} s")
+    [response] = result["responses"]
+    assert response["ok"], response
+    out = response["outputs"]
+    expected = tagger.tag_tokens([[t for t, _, _ in tokenize(s)]
+                                  for s in texts])
+    for i, tags in enumerate(expected):
+        n = out["lengths"][i]
+        assert n == len(tags)
+        assert out["tags"][i][:n] == tags
+        assert out["tokens"][i][:n] == [t for t, _, _ in tokenize(texts[i])]
+        assert all(t == "" for t in out["tags"][i][n:])
+        assert all(0.0 < c <= 1.0 for c in out["confidence"][i][:n])
+    signatures = result["signatures"]
+    assert set(signatures["serving_default"]["outputs"]) == {
+        "tokens", "tags", "confidence", "lengths"}
+
+
+def test_pretokenized_signature_matches(exported):
+    _, path = exported
+    tokens = [[t for t, _, _ in tokenize(s)] for s in SENTENCES]
+    width = max(map(len, tokens))
+    padded = [t + [""] * (width - len(t)) for t in tokens]
+    by_text = capi(path, [{"text": SENTENCES}])["responses"][0]["outputs"]
+    by_tokens = capi(path, [{"tokens": padded,
+                             "lengths": [len(t) for t in tokens]}],
+                     signature="tag_tokens")["responses"][0]["outputs"]
+    assert by_tokens["tags"] == by_text["tags"]
+
+
+def test_warmup_records_parse_and_run_through_c_api(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, path = exported
+    requests = []
+    warmup = os.path.join(path, "assets.extra", export.WARMUP_FILE)
+    for record in tf.data.TFRecordDataset(warmup):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        assert request.model_spec.signature_name == "serving_default"
+        texts = [v.decode() for v in request.inputs["text"].string_val]
+        assert texts
+        requests.append({"text": texts})
+    assert len(requests) >= 2
+    for response in capi(path, requests)["responses"]:
+        assert response["ok"], response
+
+
+def test_bad_requests_get_defined_outputs_not_crashes(exported):
+    _, path = exported
+    thousand = " ".join(["lamb"] * 1000)
+    requests = [{"text": [""]}, {"text": ["   \t "]}, {"text": [thousand]},
+                {"text_hex": ["fffe2062616420c328"]}, {"text": []}]
+    responses = capi(path, requests)["responses"]
+    empty, blank, long_, bad_utf8, no_batch = responses
+    for r in responses:
+        assert r["ok"], r
+    assert empty["outputs"]["lengths"] == [0]
+    assert blank["outputs"]["lengths"] == [0]
+    assert long_["outputs"]["lengths"] == [1000]
+    assert all(t for t in long_["outputs"]["tags"][0])
+    assert bad_utf8["outputs"]["lengths"][0] >= 1
+    assert no_batch["outputs"]["lengths"] == []
+
+
+def test_saved_model_cli_show_and_run(exported):
+    _, path = exported
+    cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    show = subprocess.run(cli + ["show", "--dir", path, "--all"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert show.returncode == 0, show.stderr[-2000:]
+    assert "signature_def['serving_default']" in show.stdout
+    assert "signature_def['tag_tokens']" in show.stdout
+    assert "inputs['text'] tensor_info" in show.stdout
+    run = subprocess.run(
+        cli + ["run", "--dir", path, "--tag_set", "serve", "--signature_def",
+               "serving_default", "--input_exprs",
+               "text=[b'Anna Kovacs visited Norvale .']"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Result for output key tags" in run.stdout
+    assert "Result for output key lengths" in run.stdout
