@@ -38,7 +38,7 @@ def implementations():
 
     def layer(make):
         def build(dtype, d):
-            obj = make(dtype)
+            obj = make(dtype, d)
             obj.build((None, d))
             return lambda x, r=None: obj(x), obj.trainable_weights
         return build
@@ -64,17 +64,18 @@ def implementations():
 
     return {
         "keras LayerNormalization": ("norm", layer(
-            lambda dt: keras.layers.LayerNormalization(dtype=dt))),
+            lambda dt, d: keras.layers.LayerNormalization(dtype=dt))),
         "keras RMSNormalization": ("norm", layer(
-            lambda dt: keras.layers.RMSNormalization(dtype=dt))),
+            lambda dt, d: keras.layers.RMSNormalization(dtype=dt))),
+        # keras-nlp's takes no dtype argument (it computes in float32).
         "keras-nlp RMSNormalization": ("norm", layer(
-            lambda dt: keras_nlp.layers.RMSNormalization(dtype=dt))),
+            lambda dt, d: keras_nlp.layers.RMSNormalization(d))),
         "ours LayerNormalization (fused)": ("norm", layer(
-            lambda dt: kr.LayerNormalization(dtype=dt))),
+            lambda dt, d: kr.LayerNormalization(dtype=dt))),
         "ours LayerNormalization (reference)": ("norm", layer(
-            lambda dt: kr.LayerNormalization(dtype=dt, fused=False))),
+            lambda dt, d: kr.LayerNormalization(dtype=dt, fused=False))),
         "ours RMSNormalization (fused)": ("norm", layer(
-            lambda dt: kr.RMSNormalization(dtype=dt))),
+            lambda dt, d: kr.RMSNormalization(dtype=dt))),
         "x + r, keras LayerNormalization": ("add", keras_add_ln),
         "ours fused_add_norm (layer)": ("add", fused_add(True, "auto")),
         "ours fused_add_norm (reference)": ("add", fused_add(True, False)),

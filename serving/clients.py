@@ -102,13 +102,22 @@ def grpc_request(texts, model="ner", version=None,
 
 
 def _values(proto):
+    """TensorProto -> nested lists. TF Serving fills the typed fields
+    (string_val, float_val, int_val); tensor_content is read too."""
+    import numpy as np
+    from tensorflow.core.framework import types_pb2
+
     dims = [d.size for d in proto.tensor_shape.dim]
-    if proto.string_val:
+    if proto.dtype == types_pb2.DT_STRING:
         flat = [v.decode("utf-8", "replace") for v in proto.string_val]
-    elif proto.float_val:
+    elif proto.tensor_content:
+        dtype = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_INT32: np.int32,
+                 types_pb2.DT_INT64: np.int64}[proto.dtype]
+        flat = np.frombuffer(proto.tensor_content, dtype).tolist()
+    elif proto.dtype == types_pb2.DT_FLOAT:
         flat = list(proto.float_val)
     else:
-        flat = list(proto.int_val)
+        flat = list(proto.int_val) or list(proto.int64_val)
     if len(dims) == 2:
         return [flat[i * dims[1]:(i + 1) * dims[1]] for i in range(dims[0])]
     return flat

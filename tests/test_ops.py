@@ -247,7 +247,7 @@ def test_fused_kernel_half_precision_matches_composite(dtype):
                                   tf.cast(rb, tf.float32).numpy())
 
 
-def test_fused_one_pass_variance_is_exact_for_constant_and_offset_rows():
+def test_fused_variance_is_exact_for_constant_and_offset_rows():
     rows = tf.constant([[6e4] * 8, [1e4 + v for v in range(8)]], tf.float32)
     y = ops.layer_norm(rows, epsilon=1e-6, fused=True).numpy()
     np.testing.assert_array_equal(y[0], np.zeros(8))

@@ -53,7 +53,7 @@ class LayerNormalization(NormalizationBase):
         gamma_constraint: optional constraint for `gamma`. Defaults to
             `None`.
         fused: `"auto"`, `True` or `False`: whether to use the hand-written
-            one-pass kernel with a custom gradient (`keras_resnorm.ops`);
+            fused kernel with a custom gradient (`keras_resnorm.ops`);
             `"auto"` uses it for last-axis normalization on TensorFlow.
             Defaults to `"auto"`.
         **kwargs: base layer arguments (`name`, `dtype`, ...). Keras's

@@ -168,7 +168,7 @@ class ResidualWrapper(keras.layers.Layer):
             LayerNorm or RMSNorm over the last axis, post and deepnorm
             placements compute `N(skip + branch)` with one
             `keras_resnorm.ops.fused_add_norm` pass, and every norm uses the
-            one-pass kernel; `False` uses the composite reference path.
+            fused kernel; `False` uses the composite reference path.
             Defaults to `"auto"`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 

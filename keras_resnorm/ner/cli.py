@@ -39,6 +39,10 @@ def _add_train_flags(parser, defaults):
                         default=defaults.max_minutes,
                         help="wall-clock training budget")
     parser.add_argument("--max-train-sentences", type=int, default=None)
+    parser.add_argument("--word-dropout", type=float,
+                        default=defaults.word_dropout,
+                        help="probability of replacing a training word by "
+                             "the out-of-vocabulary id")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--xla", action="store_true",
                         help="train with jit_compile=True (on a 2-core CPU "
@@ -79,6 +83,7 @@ def _train_config(args):
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         patience=args.patience, max_minutes=args.max_minutes,
         max_train_sentences=args.max_train_sentences, seed=args.seed,
+        word_dropout=args.word_dropout,
         jit_compile=args.xla, overwrite=args.overwrite, model=model)
 
 

@@ -49,6 +49,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0
     min_count: int = 2
+    word_dropout: float = 0.1
     patience: int = 6
     max_minutes: float = None
     max_train_sentences: int = None
@@ -274,10 +275,20 @@ def train(config, corpus=None, extra_callbacks=()):
     def featurize(tokens, tags, weights):
         return tuple(features(tokens)), tags, weights
 
+    def word_dropout(inputs, tags, weights):
+        # Replace real words by the out-of-vocabulary id (1) at random, so
+        # the OOV embedding learns to tag from characters and context.
+        word_ids, case_ids, char_ids, mask = inputs
+        drop = tf.random.uniform(tf.shape(word_ids)) < config.word_dropout
+        word_ids = tf.where(drop & mask, 1, word_ids)
+        return (word_ids, case_ids, char_ids, mask), tags, weights
+
     train_ds = data_lib.make_dataset(
         train_sentences, vocab["tags"], config.batch_size, limit,
         shuffle=True, seed=config.seed,
     ).map(featurize, num_parallel_calls=tf.data.AUTOTUNE)
+    if config.word_dropout:
+        train_ds = train_ds.map(word_dropout)
     log_dir = os.path.join(run_dir, "logs")
     writer = tf.summary.create_file_writer(os.path.join(log_dir, "ner"))
     if not resumed:

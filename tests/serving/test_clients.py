@@ -1,0 +1,155 @@
+"""The REST and gRPC clients build TF Serving's documented request formats,
+and turn its answers into spans; round trips go through loopback stand-ins
+that answer from the exported SavedModel in TF Serving's formats."""
+
+import http.server
+import importlib.util
+import json
+import pathlib
+import threading
+from concurrent import futures
+
+import pytest
+import tensorflow as tf
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("clients",
+                                              ROOT / "serving" / "clients.py")
+clients = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(clients)
+
+
+def test_rest_request_is_tf_serving_row_format():
+    url, body = clients.rest_request(["EU rejects German call ."],
+                                     host="h:8501", version=3)
+    assert url == "http://h:8501/v1/models/ner/versions/3:predict"
+    assert json.loads(body) == {"signature_name": "serving_default",
+                                "instances": ["EU rejects German call ."]}
+    url, _ = clients.rest_request(["x"])
+    assert url == "http://localhost:8501/v1/models/ner:predict"
+    with pytest.raises(TypeError, match="Received: texts='x'"):
+        clients.rest_request("x")
+
+
+def test_parse_rest_response_row_format():
+    payload = json.dumps({"predictions": [
+        {"tokens": ["EU", "rejects", "German", ""],
+         "tags": ["B-ORG", "O", "B-MISC", ""],
+         "confidence": [0.9, 1.0, 0.8, 0.0], "lengths": 3}]})
+    [spans] = clients.parse_rest_response(payload)
+    assert [(s["type"], s["start"], s["end"], s["text"]) for s in spans] == [
+        ("ORG", 0, 1, "EU"), ("MISC", 2, 3, "German")]
+    assert spans[0]["confidence"] == pytest.approx(0.9)
+    with pytest.raises(RuntimeError, match="bad input"):
+        clients.parse_rest_response('{"error": "bad input"}')
+
+
+def test_grpc_request_fields():
+    from tensorflow.core.framework import types_pb2
+
+    request = clients.grpc_request(["a b", "c"], version=2)
+    assert request.model_spec.name == "ner"
+    assert request.model_spec.signature_name == "serving_default"
+    assert request.model_spec.version.value == 2
+    tensor = request.inputs["text"]
+    assert tensor.dtype == types_pb2.DT_STRING
+    assert [d.size for d in tensor.tensor_shape.dim] == [2]
+    assert list(tensor.string_val) == [b"a b", b"c"]
+
+
+@pytest.mark.parametrize("tags,expected", [
+    (["B-PER", "I-PER", "O"], [("PER", 0, 2)]),
+    (["I-LOC", "I-LOC", "B-LOC"], [("LOC", 0, 2), ("LOC", 2, 3)]),
+    (["B-ORG", "I-PER"], [("ORG", 0, 1), ("PER", 1, 2)]),
+    (["O", "O"], []),
+])
+def test_spans_from_tags(tags, expected):
+    tokens = [f"t{i}" for i in range(len(tags))]
+    got = clients.spans_from_tags(tokens, tags)
+    assert [(s["type"], s["start"], s["end"]) for s in got] == expected
+
+
+def _serve(loaded, texts):
+    out = loaded.signatures["serving_default"](text=tf.constant(texts))
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def test_rest_round_trip_through_loopback_stand_in(exported):
+    _, path = exported
+    loaded = tf.saved_model.load(path)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            assert self.path == "/v1/models/ner:predict"
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            out = _serve(loaded, body["instances"])
+            rows = [{"tokens": [t.decode() for t in out["tokens"][i]],
+                     "tags": [t.decode() for t in out["tags"][i]],
+                     "confidence": out["confidence"][i].tolist(),
+                     "lengths": int(out["lengths"][i])}
+                    for i in range(len(body["instances"]))]
+            data = json.dumps({"predictions": rows}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        texts = ["Anna Kovacs visited Norvale .", ""]
+        spans = clients.predict_rest(texts, host=host, timeout=60)
+        out = _serve(loaded, texts)
+        n = int(out["lengths"][0])
+        expected = clients.spans_from_tags(
+            [t.decode() for t in out["tokens"][0][:n]],
+            [t.decode() for t in out["tags"][0][:n]])
+        assert [(s["type"], s["start"], s["end"]) for s in spans[0]] == [
+            (s["type"], s["start"], s["end"]) for s in expected]
+        assert spans[1] == []
+    finally:
+        server.shutdown()
+
+
+def test_grpc_round_trip_through_loopback_stand_in(exported):
+    import grpc
+    from tensorflow_serving.apis import predict_pb2
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    _, path = exported
+    loaded = tf.saved_model.load(path)
+
+    class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):
+            texts = [v for v in request.inputs["text"].string_val]
+            out = _serve(loaded, texts)
+            response = predict_pb2.PredictResponse()
+            for key, value in out.items():
+                response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+            return response
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        Servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        texts = ["Shares of Halden Motors fell .", "Anna Kovacs"]
+        spans = clients.predict_grpc(texts, host=f"127.0.0.1:{port}",
+                                     timeout=60)
+        rest_style = clients.parse_rest_response(json.dumps({"predictions": [
+            {"tokens": [t.decode() for t in row_t], "tags":
+             [t.decode() for t in row_g], "confidence": row_c.tolist(),
+             "lengths": int(n)}
+            for row_t, row_g, row_c, n in zip(*[
+                _serve(loaded, texts)[k] for k in
+                ("tokens", "tags", "confidence", "lengths")])]}))
+        assert spans == rest_style
+    finally:
+        server.stop(0)
