@@ -7,8 +7,10 @@ from keras_resnorm.layers.layer_normalization import LayerNormalization
 from keras_resnorm.layers.normalization import NORMALIZATIONS, normalization
 from keras_resnorm.layers.residual_wrapper import (
     ResidualWrapper,
+    add_norm,
     deepnorm_constants,
     layerscale_init_for_depth,
+    pre_norm_chain,
 )
 from keras_resnorm.layers.rms_normalization import RMSNormalization
 from keras_resnorm.layers.scale_normalization import ScaleNormalization

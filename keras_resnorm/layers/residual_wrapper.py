@@ -98,6 +98,58 @@ def _accepts(layer, argument):
     )
 
 
+def add_norm(norm, skip, h, fused="auto"):
+    """`(norm(skip + h), skip + h)`, with one fused_add_norm where it applies.
+
+    The kernel applies to LayerNormalization and RMSNormalization over the
+    last axis (TensorFlow backend) unless `fused` or the norm's own `fused`
+    is False; otherwise the sum is computed and normalized as usual.
+    """
+    if (fused is not False
+            and isinstance(norm, (LayerNormalization, RMSNormalization))
+            and norm.fused is not False
+            and rn_ops._fusable(h, norm._axes, skip)):
+        return rn_ops.fused_add_norm(
+            h, skip, norm.gamma, getattr(norm, "beta", None), axis=norm._axes,
+            epsilon=norm.epsilon, use_mean=isinstance(norm, LayerNormalization),
+            unit_offset=norm.unit_offset, dtype=norm.compute_dtype)
+    total = skip + h
+    return norm(total), total
+
+
+def pre_norm_chain(wrappers, final_norm, inputs, mask=None, training=None,
+                   fused="auto"):
+    """Run pre-norm (or sandwich) ResidualWrappers in sequence, fusing each
+    residual add with the next wrapper's input norm (or `final_norm`).
+
+    For wrappers `w_1..w_n` with input norms `N_1..N_n`:
+
+    ```
+    n = N_1(x)
+    for k in 1..n:
+        h = branch_k(n)                       # s * N2(F_k(n)), dropout, ...
+        n, x = fused_add_norm(h, x, N_{k+1})  # N_{n+1} = final_norm
+    return n if final_norm else x
+    ```
+
+    which equals calling the wrappers one after the other (then
+    `final_norm`), with one pass over each row for every add + norm, as in
+    flash-attention's pre-norm path. All wrappers must be built.
+    """
+    x = inputs
+    normed = wrappers[0].norm_layer(x)
+    for k, wrapper in enumerate(wrappers):
+        skip = wrapper._skip(x)
+        h = wrapper._branch(normed, training, mask, skip.dtype)
+        wrapper._record(skip, h)
+        following = (wrappers[k + 1].norm_layer if k + 1 < len(wrappers)
+                     else final_norm)
+        if following is None:
+            return skip + h
+        normed, x = add_norm(following, skip, h, fused)
+    return normed
+
+
 @keras.saving.register_keras_serializable(package="keras_resnorm")
 class ResidualWrapper(keras.layers.Layer):
     """Wrap any layer `F` in a residual connection with a chosen norm placement.
@@ -168,8 +220,11 @@ class ResidualWrapper(keras.layers.Layer):
             LayerNorm or RMSNorm over the last axis, post and deepnorm
             placements compute `N(skip + branch)` with one
             `keras_resnorm.ops.fused_add_norm` pass, and every norm uses the
-            fused kernel; `False` uses the composite reference path.
-            Defaults to `"auto"`.
+            fused kernel; pre and sandwich wrappers chained by
+            `pre_norm_chain` (as `TransformerEncoderBlock` and
+            `TransformerEncoder` do) fuse each add with the next input
+            norm. `False` uses the composite reference path. Defaults to
+            `"auto"`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -412,11 +467,23 @@ class ResidualWrapper(keras.layers.Layer):
     # ------------------------------------------------------------------- call
     def call(self, inputs, training=None, mask=None):
         check_floating_input(self, inputs)
-        x = inputs
-        skip = x if self.projection_layer is None else self.projection_layer(x)
-        h = x
+        skip = self._skip(inputs)
+        h = inputs
         if self.placement in ("pre", "sandwich"):
             h = self.norm_layer(h)
+        h = self._branch(h, training, mask, skip.dtype)
+        if self.placement == "deepnorm":
+            skip = skip * ops.cast(self.deepnorm_alpha, skip.dtype)
+        self._record(skip, h)
+        if self.placement in ("post", "deepnorm"):
+            return add_norm(self.norm_layer, skip, h, self.fused)[0]
+        return skip + h
+
+    def _skip(self, x):
+        return x if self.projection_layer is None else self.projection_layer(x)
+
+    def _branch(self, h, training, mask, dtype):
+        """F on its (already normalized) input, then N2, dropout, s, drop path."""
         kwargs = {}
         if self._layer_takes_training:
             kwargs["training"] = training
@@ -425,7 +492,7 @@ class ResidualWrapper(keras.layers.Layer):
         h = self.layer(h, **kwargs)
         if self.branch_norm_layer is not None:
             h = self.branch_norm_layer(h)
-        h = ops.cast(h, skip.dtype)
+        h = ops.cast(h, dtype)
         if self.dropout_layer is not None:
             h = self.dropout_layer(h, training=training)
         if self.scale is not None:
@@ -434,27 +501,11 @@ class ResidualWrapper(keras.layers.Layer):
             h = h * ops.cast(self.branch_scale, h.dtype)
         if self.drop_path_layer is not None:
             h = self.drop_path_layer(h, training=training)
-        if self.placement == "deepnorm":
-            skip = skip * ops.cast(self.deepnorm_alpha, skip.dtype)
+        return h
+
+    def _record(self, skip, h):
         if self.diagnostics is not None:
             self.diagnostics.append((_rms(skip), _rms(h)))
-        if self.placement in ("post", "deepnorm"):
-            return self._add_norm(skip, h)
-        return skip + h
-
-    def _add_norm(self, skip, h):
-        """N(skip + h): one fused_add_norm pass where the kernel applies."""
-        n = self.norm_layer
-        if (self.fused is not False
-                and isinstance(n, (LayerNormalization, RMSNormalization))
-                and n.fused is not False
-                and rn_ops._fusable(h, n._axes, skip)):
-            y, _ = rn_ops.fused_add_norm(
-                h, skip, n.gamma, getattr(n, "beta", None), axis=n._axes,
-                epsilon=n.epsilon, use_mean=isinstance(n, LayerNormalization),
-                unit_offset=n.unit_offset, dtype=n.compute_dtype)
-            return y
-        return n(skip + h)
 
     def compute_output_shape(self, input_shape):
         if self.built:

@@ -1,4 +1,5 @@
 import keras
+from keras import ops
 
 from keras_resnorm.layers._base import check_positive, check_rate
 
@@ -9,8 +10,10 @@ class SelfAttention(keras.layers.Layer):
 
     An adapter that lets `keras.layers.MultiHeadAttention` sit inside a
     `ResidualWrapper`: it attends from the sequence to itself and turns a
-    padding mask into the query and value masks, so padded positions are
-    never attended to. The output has the input's feature size.
+    padding mask into the key mask, so padded positions are never attended
+    to (their own outputs are computed like any position's and carry no
+    information into real positions). The output has the input's feature
+    size.
 
     ```
     y = MultiHeadAttention(query=x, value=x, key=x)
@@ -75,9 +78,14 @@ class SelfAttention(keras.layers.Layer):
         self.attention.build(input_shape, input_shape)
 
     def call(self, inputs, mask=None, training=None):
+        # Keras's MultiHeadAttention takes the query mask from the query
+        # tensor's Keras mask attribute whatever query_mask says; a copy
+        # without the attribute makes the result independent of how the
+        # input was made. Padded keys are masked through value_mask.
+        query = ops.copy(inputs)
         return self.attention(
-            inputs, inputs, query_mask=mask, value_mask=mask,
-            training=training, use_causal_mask=self.use_causal_mask,
+            query, query, value_mask=mask, training=training,
+            use_causal_mask=self.use_causal_mask,
         )
 
     def compute_output_shape(self, input_shape):

@@ -3,7 +3,10 @@ import keras
 from keras_resnorm.layers._base import check_positive, check_rate
 from keras_resnorm.layers.feed_forward import FeedForward
 from keras_resnorm.layers.normalization import check_norm_name, normalization
-from keras_resnorm.layers.residual_wrapper import ResidualWrapper
+from keras_resnorm.layers.residual_wrapper import (
+    ResidualWrapper,
+    pre_norm_chain,
+)
 from keras_resnorm.layers.self_attention import SelfAttention
 
 _FINAL_NORM = ("auto", True, False)
@@ -23,7 +26,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
     With `placement="pre"` or `"sandwich"` the block's output is not
     normalized; a stack of such blocks needs a final norm, which
-    `TransformerEncoder` adds.
+    `TransformerEncoder` adds. For those placements the attention residual
+    add is fused with the feed-forward input norm (`pre_norm_chain`).
 
     Args:
         num_heads: number of attention heads.
@@ -145,6 +149,10 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.feed_forward_block.build(input_shape)
 
     def call(self, inputs, mask=None, training=None):
+        wrappers = [self.attention_block, self.feed_forward_block]
+        if self.placement in ("pre", "sandwich", "peri"):
+            return pre_norm_chain(wrappers, None, inputs, mask, training,
+                                  self.fused)
         x = self.attention_block(inputs, mask=mask, training=training)
         return self.feed_forward_block(x, mask=mask, training=training)
 
@@ -294,6 +302,15 @@ class TransformerEncoder(keras.layers.Layer):
             self.final_norm_layer.build(input_shape)
 
     def call(self, inputs, mask=None, training=None):
+        placement = self.block_kwargs.get("placement", "pre")
+        if placement in ("pre", "sandwich", "peri"):
+            # One chain over every wrapper of every block: each residual add
+            # is fused with the next input norm (or the final norm).
+            wrappers = [w for b in self.blocks
+                        for w in (b.attention_block, b.feed_forward_block)]
+            return pre_norm_chain(wrappers, self.final_norm_layer, inputs,
+                                  mask, training,
+                                  self.block_kwargs.get("fused", "auto"))
         x = inputs
         for block in self.blocks:
             x = block(x, mask=mask, training=training)

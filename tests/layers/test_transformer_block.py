@@ -103,3 +103,59 @@ def test_bad_arguments():
         TransformerEncoderBlock(2, 8, placement="middle")
     with pytest.raises(ValueError, match=r"rank 3 .* input_shape=\(2, 8\)"):
         SelfAttention(num_heads=2).build((2, 8))
+
+
+@pytest.mark.parametrize("placement", ["pre", "sandwich"])
+@pytest.mark.parametrize("norm", ["layer", "rms", "scale"])
+def test_fused_chain_equals_layer_by_layer(placement, norm):
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 6, 8)) * 2,
+                    tf.float32)
+    mask = np.array([[True] * 6, [True] * 4 + [False] * 2])
+    results = {}
+    for fused in (True, False):
+        keras.utils.set_random_seed(5)
+        enc = TransformerEncoder(num_layers=2, num_heads=2,
+                                 intermediate_dim=16, placement=placement,
+                                 norm=norm, fused=fused)
+        enc.build(x.shape)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = enc(x, mask=mask)
+            loss = tf.reduce_sum(y * tf.cos(y))
+        results[fused] = [y] + tape.gradient(loss, [x] + enc.trainable_weights)
+        # Layer by layer, through each wrapper's own call:
+        z = x
+        for block in enc.blocks:
+            z = block.attention_block(z, mask=mask)
+            z = block.feed_forward_block(z, mask=mask)
+        z = enc.final_norm_layer(z)
+        np.testing.assert_allclose(np.asarray(y), np.asarray(z), rtol=1e-4,
+                                   atol=1e-4)
+    for a, b in zip(results[True], results[False]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4,
+                                   atol=1e-4)
+
+
+def test_pre_norm_stack_fuses_every_add_with_the_next_norm(monkeypatch):
+    from keras_resnorm import ops as rn_ops
+
+    calls = []
+    original = rn_ops.fused_add_norm
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(rn_ops, "fused_add_norm", counting)
+    enc = TransformerEncoder(num_layers=3, num_heads=2, intermediate_dim=16,
+                             placement="pre", norm="layer")
+    enc(np.zeros((1, 4, 8), "float32"))
+    # 3 blocks x 2 adds, each fused with the next norm or the final norm.
+    assert len(calls) == 6
+    calls.clear()
+    TransformerEncoder(num_layers=3, num_heads=2, intermediate_dim=16,
+                       placement="pre", fused=False)(np.zeros((1, 4, 8),
+                                                              "float32"))
+    assert not calls
