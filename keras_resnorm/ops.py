@@ -201,7 +201,9 @@ def layer_norm(
     With `unit_offset=True` the scale applied is `1 + gamma`. `fused`
     (`"auto"`, `True`, `False`) picks the hand-written kernel of
     `fused_add_norm` for last-axis normalization on TensorFlow; `"auto"`
-    uses it wherever it applies, `False` the composite reference path.
+    uses it inside `tf.function`/XLA (where it measured faster) and the
+    composite reference path when executing eagerly, `False` always the
+    composite path.
 
     Example:
 
@@ -236,7 +238,15 @@ def _use_fused(fused, x, axis, residual=None):
             "last axis only, and a residual of the same shape. Received: "
             f"axis={axis}, input shape {tuple(x.shape)}"
         )
-    return possible and fused is not False
+    if fused == "auto" and possible:
+        # Measured (benchmarks/results/norms-*.md): the kernel wins inside
+        # tf.function and XLA, but op-by-op eager execution of its custom
+        # gradient is slower than the composite path, so "auto" keeps the
+        # composite path eagerly.
+        import tensorflow as tf
+
+        return not tf.executing_eagerly()
+    return possible and fused is True
 
 
 def rms_norm(x, gamma=None, axis=-1, epsilon=1e-6, unit_offset=False,
@@ -307,8 +317,9 @@ def fused_add_norm(
     normalized = (s - mean(s)) / sqrt(var(s) + epsilon) * gamma + beta
     ```
 
-    With `fused="auto"` (or `True`) and normalization over the last axis on
-    TensorFlow, a hand-written kernel computes it: row statistics as
+    With `fused=True`, or `"auto"` inside a `tf.function` (as in `fit`), and
+    normalization over the last axis on TensorFlow, a hand-written kernel
+    computes it: row statistics as
     matrix-vector products (fast under XLA), and a custom gradient that
     keeps only the row mean and reciprocal standard deviation. `False`
     selects the composite reference path (same values within float32

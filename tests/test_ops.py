@@ -264,3 +264,22 @@ def test_fused_argument_validation():
         ops.layer_norm(x, fused="yes")
     # "auto" falls back to the composite path where the kernel cannot go.
     assert ops.layer_norm(x, axis=1).shape == (2, 3, 4)
+
+
+def test_auto_uses_the_kernel_in_graphs_and_the_reference_eagerly(monkeypatch):
+    used = []
+    original = ops._fused_last_axis
+
+    def spy(*args, **kwargs):
+        used.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "_fused_last_axis", spy)
+    x = tf.ones((2, 8))
+    ops.fused_add_norm(x, x)
+    assert not used
+    tf.function(lambda a: ops.fused_add_norm(a, a))(x)
+    assert used
+    used.clear()
+    ops.fused_add_norm(x, x, fused=True)
+    assert used

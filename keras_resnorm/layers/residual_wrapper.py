@@ -112,7 +112,8 @@ def add_norm(norm, skip, h, fused="auto"):
         return rn_ops.fused_add_norm(
             h, skip, norm.gamma, getattr(norm, "beta", None), axis=norm._axes,
             epsilon=norm.epsilon, use_mean=isinstance(norm, LayerNormalization),
-            unit_offset=norm.unit_offset, dtype=norm.compute_dtype)
+            unit_offset=norm.unit_offset, dtype=norm.compute_dtype,
+            fused=True if True in (fused, norm.fused) else "auto")
     total = skip + h
     return norm(total), total
 
