@@ -205,8 +205,11 @@ class ResidualWrapper(keras.layers.Layer):
             Defaults to `None`.
         layerscale_init: initial LayerScale value; `None` picks it from
             `depth`. Defaults to `None`.
-        depth: number of residual blocks in the stack, for DeepNorm and
-            LayerScale defaults. Defaults to `None`.
+        depth: depth of the stack, for DeepNorm and LayerScale defaults:
+            the number of Transformer layers `N` as the DeepNet and CaiT
+            papers count them (a layer holds an attention and a
+            feed-forward wrapper; `TransformerEncoder` passes its
+            `num_layers`). Defaults to `None`.
         deepnorm_alpha: DeepNorm's skip weight; `None` computes it from
             `depth`. Defaults to `None`.
         deepnorm_beta: DeepNorm's initialization gain; `None` computes it

@@ -45,8 +45,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
             schedule by `depth`. Defaults to `None`.
         depth: number of blocks in the stack (DeepNorm, LayerScale).
             Defaults to `None`.
-        dropout: dropout on each residual branch and inside the
-            feed-forward. Defaults to `0.0`.
+        dropout: dropout on each residual branch (Vaswani et al.'s residual
+            dropout). Defaults to `0.0`.
         attention_dropout: dropout on the attention weights. Defaults to
             `0.0`.
         drop_path: stochastic depth rate of both branches. Defaults to
@@ -55,6 +55,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
         seed: optional int seed. Defaults to `None`.
         fused: whether norms use the fused kernels, see `ResidualWrapper`.
             Defaults to `"auto"`.
+        intermediate_dropout: dropout between the two feed-forward layers.
+            Defaults to `0.0`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -99,10 +101,13 @@ class TransformerEncoderBlock(keras.layers.Layer):
         activation="gelu",
         seed=None,
         fused="auto",
+        intermediate_dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.fused = fused
+        self.intermediate_dropout = check_rate("intermediate_dropout",
+                                               intermediate_dropout)
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
         self.key_dim = key_dim
@@ -138,8 +143,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
         )
         self.feed_forward_block = ResidualWrapper(
             FeedForward(
-                intermediate_dim, activation=activation, dropout=self.dropout,
-                dtype=self.dtype_policy, name="feed_forward",
+                intermediate_dim, activation=activation,
+                dropout=self.intermediate_dropout, dtype=self.dtype_policy,
+                name="feed_forward",
             ),
             name="feed_forward_residual", **residual,
         )
@@ -181,6 +187,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
                 "activation": self.activation,
                 "seed": self.seed,
                 "fused": self.fused,
+                "intermediate_dropout": self.intermediate_dropout,
             }
         )
         return config
@@ -241,7 +248,7 @@ class TransformerEncoder(keras.layers.Layer):
     _BLOCK_ARGS = (
         "key_dim", "norm", "placement", "norm_kwargs", "branch_scale",
         "layerscale_init", "dropout", "attention_dropout", "activation",
-        "seed", "fused",
+        "seed", "fused", "intermediate_dropout",
     )
 
     def __init__(self, num_layers, num_heads, intermediate_dim,

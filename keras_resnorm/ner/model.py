@@ -211,7 +211,7 @@ def build_model(config, vocabulary, characters, tags):
         intermediate_dim=config.intermediate_dim, norm=config.norm,
         placement=config.placement, branch_scale=config.branch_scale,
         dropout=config.dropout, attention_dropout=config.attention_dropout,
-        name="encoder",
+        intermediate_dropout=config.dropout, name="encoder",
     )(h, mask=mask)
     logits = TagLogits(tags, dtype="float32", name="tag_logits")(h)
     core = keras.Model([word_ids, case_ids, char_ids, mask], logits,
