@@ -126,6 +126,73 @@ class NormalizationBase(keras.layers.Layer):
         return config
 
 
+class GainNormalization(NormalizationBase):
+    """The shared LayerNorm / RMSNorm layer: RMSNorm is this path with
+    `use_mean = False` and no offset (Zhang & Sennrich 2019)."""
+
+    use_mean = True
+
+    def __init__(self, axis, epsilon, center, scale, unit_offset,
+                 beta_initializer, gamma_initializer, beta_regularizer,
+                 gamma_regularizer, beta_constraint, gamma_constraint, fused,
+                 **kwargs):
+        super().__init__(axis=axis, epsilon=epsilon, **kwargs)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.unit_offset = bool(unit_offset)
+        self.fused = check_fused(fused)
+        if gamma_initializer is None:
+            gamma_initializer = "zeros" if unit_offset else "ones"
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.gamma = None
+        self.beta = None
+        if self.scale:
+            self.gamma = self._add_norm_weight(
+                "gamma", self.gamma_initializer, self.gamma_regularizer,
+                self.gamma_constraint,
+            )
+        if self.center:
+            self.beta = self._add_norm_weight(
+                "beta", self.beta_initializer, self.beta_regularizer,
+                self.beta_constraint,
+            )
+
+    def call(self, inputs):
+        from keras_resnorm import ops as rn_ops
+
+        check_floating_input(self, inputs)
+        common = dict(axis=self._axes, epsilon=self.epsilon,
+                      unit_offset=self.unit_offset, dtype=self.compute_dtype,
+                      fused=self.fused)
+        if self.use_mean:
+            return rn_ops.layer_norm(inputs, self.gamma, self.beta, **common)
+        return rn_ops.rms_norm(inputs, self.gamma, **common)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"scale": self.scale, "unit_offset": self.unit_offset,
+                       "fused": self.fused})
+        config.update(serialize_weight_options(
+            gamma_initializer=self.gamma_initializer,
+            gamma_regularizer=self.gamma_regularizer,
+            gamma_constraint=self.gamma_constraint))
+        if self.use_mean:
+            config["center"] = self.center
+            config.update(serialize_weight_options(
+                beta_initializer=self.beta_initializer,
+                beta_regularizer=self.beta_regularizer,
+                beta_constraint=self.beta_constraint))
+        return config
+
+
 def serialize_weight_options(**items):
     """Serialize initializer/regularizer/constraint attributes by name."""
     out = {}

@@ -1,17 +1,10 @@
 import keras
-from keras import constraints, initializers, regularizers
 
-from keras_resnorm import ops as rn_ops
-from keras_resnorm.layers._base import (
-    NormalizationBase,
-    check_floating_input,
-    check_fused,
-    serialize_weight_options,
-)
+from keras_resnorm.layers._base import GainNormalization
 
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
-class LayerNormalization(NormalizationBase):
+class LayerNormalization(GainNormalization):
     """Layer normalization (Ba et al., 2016), a drop-in for Keras's layer.
 
     Takes the same arguments, defaults and weights as
@@ -105,59 +98,8 @@ class LayerNormalization(NormalizationBase):
                 "rms_scaling=True is not supported; use "
                 "keras_resnorm.RMSNormalization. Received: rms_scaling=True"
             )
-        super().__init__(axis=axis, epsilon=epsilon, **kwargs)
-        self.center = bool(center)
-        self.scale = bool(scale)
-        self.unit_offset = bool(unit_offset)
-        self.fused = check_fused(fused)
-        if gamma_initializer is None:
-            gamma_initializer = "zeros" if unit_offset else "ones"
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        self.beta_constraint = constraints.get(beta_constraint)
-        self.gamma_constraint = constraints.get(gamma_constraint)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.gamma = None
-        self.beta = None
-        if self.scale:
-            self.gamma = self._add_norm_weight(
-                "gamma", self.gamma_initializer, self.gamma_regularizer,
-                self.gamma_constraint,
-            )
-        if self.center:
-            self.beta = self._add_norm_weight(
-                "beta", self.beta_initializer, self.beta_regularizer,
-                self.beta_constraint,
-            )
-
-    def call(self, inputs):
-        check_floating_input(self, inputs)
-        return rn_ops.layer_norm(
-            inputs, self.gamma, self.beta, axis=self._axes,
-            epsilon=self.epsilon, unit_offset=self.unit_offset,
-            dtype=self.compute_dtype, fused=self.fused,
+        super().__init__(
+            axis, epsilon, center, scale, unit_offset, beta_initializer,
+            gamma_initializer, beta_regularizer, gamma_regularizer,
+            beta_constraint, gamma_constraint, fused, **kwargs,
         )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "center": self.center,
-                "scale": self.scale,
-                "unit_offset": self.unit_offset,
-                "fused": self.fused,
-                **serialize_weight_options(
-                    beta_initializer=self.beta_initializer,
-                    gamma_initializer=self.gamma_initializer,
-                    beta_regularizer=self.beta_regularizer,
-                    gamma_regularizer=self.gamma_regularizer,
-                    beta_constraint=self.beta_constraint,
-                    gamma_constraint=self.gamma_constraint,
-                ),
-            }
-        )
-        return config

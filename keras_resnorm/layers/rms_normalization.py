@@ -1,17 +1,10 @@
 import keras
-from keras import constraints, initializers, regularizers
 
-from keras_resnorm import ops as rn_ops
-from keras_resnorm.layers._base import (
-    NormalizationBase,
-    check_floating_input,
-    check_fused,
-    serialize_weight_options,
-)
+from keras_resnorm.layers._base import GainNormalization
 
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
-class RMSNormalization(NormalizationBase):
+class RMSNormalization(GainNormalization):
     """Root-mean-square normalization (Zhang & Sennrich, 2019).
 
     LayerNorm without the centering: each row is divided by its root mean
@@ -67,6 +60,8 @@ class RMSNormalization(NormalizationBase):
         2019, https://arxiv.org/abs/1910.07467
     """
 
+    use_mean = False
+
     def __init__(
         self,
         axis=-1,
@@ -79,45 +74,8 @@ class RMSNormalization(NormalizationBase):
         fused="auto",
         **kwargs,
     ):
-        super().__init__(axis=axis, epsilon=epsilon, **kwargs)
-        self.scale = bool(scale)
-        self.unit_offset = bool(unit_offset)
-        self.fused = check_fused(fused)
-        if gamma_initializer is None:
-            gamma_initializer = "zeros" if unit_offset else "ones"
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        self.gamma_constraint = constraints.get(gamma_constraint)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.gamma = None
-        if self.scale:
-            self.gamma = self._add_norm_weight(
-                "gamma", self.gamma_initializer, self.gamma_regularizer,
-                self.gamma_constraint,
-            )
-
-    def call(self, inputs):
-        check_floating_input(self, inputs)
-        return rn_ops.rms_norm(
-            inputs, self.gamma, axis=self._axes, epsilon=self.epsilon,
-            unit_offset=self.unit_offset, dtype=self.compute_dtype,
-            fused=self.fused,
+        super().__init__(
+            axis, epsilon, False, scale, unit_offset, "zeros",
+            gamma_initializer, None, gamma_regularizer, None,
+            gamma_constraint, fused, **kwargs,
         )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "scale": self.scale,
-                "unit_offset": self.unit_offset,
-                "fused": self.fused,
-                **serialize_weight_options(
-                    gamma_initializer=self.gamma_initializer,
-                    gamma_regularizer=self.gamma_regularizer,
-                    gamma_constraint=self.gamma_constraint,
-                ),
-            }
-        )
-        return config
