@@ -116,8 +116,15 @@ def cmd_train(args, demo=False):
     print(f"TensorBoard logs: {os.path.join(config.run_dir, 'logs')} "
           f"(tensorboard --logdir {os.path.join(config.run_dir, 'logs')})")
     if demo:
+        from keras_resnorm.ner import export
+
         print("example:")
         _print_tags(Tagger(model), [EXAMPLE])
+        path = export.export(model, os.path.join(config.run_dir, "serving",
+                                                 "ner"))
+        base = os.path.abspath(os.path.dirname(path))
+        print(f"TF Serving export: {path} (serve it: docker run -p 8501:8501 "
+              f"-v {base}:/models/ner -e MODEL_NAME=ner tensorflow/serving)")
     return metrics
 
 
@@ -165,7 +172,8 @@ def build_parser():
     sub = ner.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="train briefly, evaluate, tag an "
-                          "example (CoNLL-2003 when found, else built-in)")
+                          "example, export for TF Serving (CoNLL-2003 when "
+                          "found, else the built-in corpus)")
     _add_train_flags(demo, dataclasses.replace(
         TrainConfig(), run_dir=os.path.join("runs", "ner-demo"),
         max_minutes=3.0, epochs=12, patience=4))

@@ -1,0 +1,62 @@
+import json
+import os
+
+import pytest
+
+from keras_resnorm.ner import cli, data
+
+TINY = ["--epochs", "1", "--layers", "1", "--heads", "2", "--d-model", "16",
+        "--intermediate-dim", "32", "--max-length", "32", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    return data.write_builtin_corpus(str(root / "corpus"),
+                                     sentences=(200, 40, 40))
+
+
+def test_demo_trains_evaluates_tags_and_exports(corpus_dir, tmp_path, capsys,
+                                                monkeypatch):
+    monkeypatch.setenv("KERAS_RESNORM_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "demo"
+    assert cli.main(["ner", "demo", "--data-dir", corpus_dir, "--run-dir",
+                     str(run_dir)] + TINY) == 0
+    out = capsys.readouterr().out
+    assert f"corpus: {corpus_dir}" in out
+    assert "test entity-level micro F1:" in out
+    assert "NOT the standard NER metric" in out
+    assert "TensorBoard logs:" in out and cli.EXAMPLE in out
+    assert os.path.exists(run_dir / "serving" / "ner" / "1" / "saved_model.pb")
+    # The demo replaces its own finished run when run again.
+    assert cli.main(["ner", "demo", "--data-dir", corpus_dir, "--run-dir",
+                     str(run_dir)] + TINY) == 0
+
+
+def test_predict_and_evaluate_commands(corpus_dir, tmp_path, capsys,
+                                       monkeypatch):
+    monkeypatch.setenv("KERAS_RESNORM_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    cli.main(["ner", "train", "--data-dir", corpus_dir, "--run-dir",
+              str(run_dir), "--placement", "rezero", "--norm", "rms"] + TINY)
+    model = str(run_dir / "best.keras")
+    capsys.readouterr()
+    cli.main(["ner", "predict", "--model", model, "--json",
+              "Anna Kovacs visited Norvale ."])
+    [spans] = json.loads(capsys.readouterr().out)
+    for span in spans:
+        assert set(span) == {"text", "type", "start", "end", "char_start",
+                             "char_end"}
+    cli.main(["ner", "evaluate", "--model", model, "--data-dir", corpus_dir,
+              "--split", "valid"])
+    assert '"token_accuracy"' in capsys.readouterr().out
+    with pytest.raises(FileExistsError, match="holds a finished run"):
+        cli.main(["ner", "train", "--data-dir", corpus_dir, "--run-dir",
+                  str(run_dir)] + TINY)
+
+
+def test_bad_flags_exit_with_usage():
+    with pytest.raises(SystemExit):
+        cli.main(["ner", "train", "--norm", "batch"])
+    with pytest.raises(SystemExit):
+        cli.main(["ner", "train", "--placement", "middle"])
