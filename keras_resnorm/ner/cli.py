@@ -176,7 +176,7 @@ def build_parser():
                           "found, else the built-in corpus)")
     _add_train_flags(demo, dataclasses.replace(
         TrainConfig(), run_dir=os.path.join("runs", "ner-demo"),
-        max_minutes=3.0, epochs=12, patience=4))
+        max_minutes=3.0, epochs=5, patience=4))
     train = sub.add_parser("train", help="train a tagger")
     _add_train_flags(train, TrainConfig())
 
