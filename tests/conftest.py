@@ -32,13 +32,13 @@ def builtin_corpus(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, builtin_corpus):
-    """A tiny tagger trained 3 epochs on the built-in corpus (max_length 32,
+    """A tiny tagger trained 5 epochs on the built-in corpus (max_length 32,
     so sentences longer than 32 tokens exercise the window policy)."""
     from keras_resnorm.ner.train import train
     from ner_helpers import tiny_config
 
     run_dir = tmp_path_factory.mktemp("run") / "ner"
-    tagger, metrics = train(tiny_config(run_dir, epochs=3), builtin_corpus)
+    tagger, metrics = train(tiny_config(run_dir, epochs=5), builtin_corpus)
     return run_dir, tagger, metrics
 
 

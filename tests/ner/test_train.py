@@ -17,14 +17,15 @@ from ner_helpers import tiny_config
 def test_run_writes_checkpoints_best_model_and_metrics(trained_run):
     run_dir, tagger, metrics = trained_run
     names = sorted(os.listdir(run_dir / "checkpoints"))
-    assert names == ["epoch-001.keras", "epoch-002.keras", "epoch-003.keras"]
+    assert names == [f"epoch-00{i}.keras" for i in range(1, 6)]
     state = json.loads((run_dir / "state.json").read_text())
-    assert state["finished"] and len(state["epochs"]) == 3
+    assert state["finished"] and len(state["epochs"]) == 5
     assert state["best_f1"] == max(e["dev_entity_f1"] for e in state["epochs"])
     assert metrics["dev_entity"]["f1"] == pytest.approx(state["best_f1"])
     assert 0.0 <= metrics["test_entity"]["f1"] <= 1.0
     assert "NOT the standard NER metric" in metrics["report"]
-    # The built-in corpus is easy: three tiny epochs already find entities.
+    # The built-in corpus is easy: five tiny epochs already find entities
+    # (a tagger that finds none scores 0).
     assert metrics["test_entity"]["f1"] > 0.3
 
 
