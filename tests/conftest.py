@@ -43,11 +43,19 @@ def trained_run(tmp_path_factory, builtin_corpus):
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory, trained_run):
-    """The trained tagger exported as version 1 under a fresh base path."""
-    from keras_resnorm.ner import export
+def exported(tmp_path_factory, builtin_corpus):
+    """The export the demo command writes (`keras-resnorm ner demo`), from a
+    small configuration on the built-in corpus: (base, version path, the
+    demo's best.keras)."""
+    from keras_resnorm.ner import cli
 
-    run_dir, _, _ = trained_run
-    base = tmp_path_factory.mktemp("serving") / "ner"
-    path = export.export(str(run_dir / "best.keras"), str(base))
-    return base, path
+    run_dir = tmp_path_factory.mktemp("demo") / "ner-demo"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_RESNORM_CACHE", str(tmp_path_factory.mktemp("c")))
+        cli.main(["ner", "demo", "--data-dir", builtin_corpus.source,
+                  "--run-dir", str(run_dir), "--epochs", "5", "--layers", "1",
+                  "--heads", "2", "--d-model", "32", "--intermediate-dim",
+                  "64", "--max-length", "32", "--batch-size", "16",
+                  "--learning-rate", "3e-3"])
+    base = run_dir / "serving" / "ner"
+    return base, str(base / "1"), str(run_dir / "best.keras")

@@ -1,5 +1,6 @@
-"""The serving contract: what TF Serving relies on, checked through the same
-C++ SavedModel loader and Session::Run path (TensorFlow's C API)."""
+"""The serving contract: what TF Serving relies on, checked on the export the
+demo writes, through the same C++ SavedModel loader and Session::Run path
+(TensorFlow's C API)."""
 
 import json
 import os
@@ -36,14 +37,12 @@ def capi(path, requests, signature="serving_default", repeat=1):
     return result
 
 
-def test_layout_and_versions(exported, trained_run, tmp_path):
-    base, path = exported
+def test_layout_and_versions(exported, tmp_path):
+    base, path, model = exported
     assert os.path.basename(path) == "1"
     for name in ("saved_model.pb", "variables",
                  os.path.join("assets.extra", export.WARMUP_FILE)):
         assert os.path.exists(os.path.join(path, name)), name
-    run_dir, _, _ = trained_run
-    model = str(run_dir / "best.keras")
     other = tmp_path / "base"
     assert export.export(model, str(other), warmup=False).endswith("1")
     assert export.export(model, str(other), warmup=False).endswith("2")
@@ -54,15 +53,14 @@ def test_layout_and_versions(exported, trained_run, tmp_path):
     print(f"\nexport size {export.export_size(path) / 1e6:.2f} MB")
 
 
-def test_killed_export_leaves_no_partial_version(trained_run, tmp_path):
-    run_dir, _, _ = trained_run
+def test_killed_export_leaves_no_partial_version(exported, tmp_path):
+    _, _, model = exported
     base = tmp_path / "base"
     code = ("import sys; from keras_resnorm.ner import export; "
             "export.export(sys.argv[1], sys.argv[2])")
     for delay in (4.0, 7.0, 10.0):
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(run_dir / "best.keras"),
-             str(base)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [sys.executable, "-c", code, model, str(base)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -71,24 +69,22 @@ def test_killed_export_leaves_no_partial_version(trained_run, tmp_path):
                 # Any numeric directory is a complete export.
                 loaded = tf.saved_model.load(str(base / name))
                 assert "serving_default" in loaded.signatures
-    path = export.export(str(run_dir / "best.keras"), str(base))
+    path = export.export(model, str(base))
     assert not [n for n in os.listdir(base) if n.startswith(".tmp-")]
     assert "serving_default" in tf.saved_model.load(path).signatures
 
 
-def test_no_xla_marked_function_unless_asked(exported, trained_run, tmp_path):
-    _, path = exported
+def test_no_xla_marked_function_unless_asked(exported, tmp_path):
+    _, path, model = exported
     assert export.xla_marked_functions(path) == []
-    run_dir, _, _ = trained_run
-    xla_path = export.export(str(run_dir / "best.keras"),
-                             str(tmp_path / "xla"), xla=True, warmup=False)
+    xla_path = export.export(model, str(tmp_path / "xla"), xla=True,
+                             warmup=False)
     assert export.xla_marked_functions(xla_path)
 
 
-def test_c_api_tags_equal_keras_tags(exported, trained_run):
-    _, path = exported
-    run_dir, _, _ = trained_run
-    tagger = Tagger.load(str(run_dir / "best.keras"))
+def test_c_api_tags_equal_keras_tags(exported):
+    _, path, model = exported
+    tagger = Tagger.load(model)
     long_sentence = " ".join(SENTENCES * 5)  # > max_length 32: windows
     texts = SENTENCES + [long_sentence]
     result = capi(path, [{"text": texts}])
@@ -111,7 +107,7 @@ def test_c_api_tags_equal_keras_tags(exported, trained_run):
 
 
 def test_pretokenized_signature_matches(exported):
-    _, path = exported
+    _, path, _ = exported
     tokens = [[t for t, _, _ in tokenize(s)] for s in SENTENCES]
     width = max(map(len, tokens))
     padded = [t + [""] * (width - len(t)) for t in tokens]
@@ -125,7 +121,7 @@ def test_pretokenized_signature_matches(exported):
 def test_warmup_records_parse_and_run_through_c_api(exported):
     from tensorflow_serving.apis import prediction_log_pb2
 
-    _, path = exported
+    _, path, _ = exported
     requests = []
     warmup = os.path.join(path, "assets.extra", export.WARMUP_FILE)
     for record in tf.data.TFRecordDataset(warmup):
@@ -141,7 +137,7 @@ def test_warmup_records_parse_and_run_through_c_api(exported):
 
 
 def test_bad_requests_get_defined_outputs_not_crashes(exported):
-    _, path = exported
+    _, path, _ = exported
     thousand = " ".join(["lamb"] * 1000)
     requests = [{"text": [""]}, {"text": ["   \t "]}, {"text": [thousand]},
                 {"text_hex": ["fffe2062616420c328"]}, {"text": []}]
@@ -158,7 +154,7 @@ def test_bad_requests_get_defined_outputs_not_crashes(exported):
 
 
 def test_saved_model_cli_show_and_run(exported):
-    _, path = exported
+    _, path, _ = exported
     cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     show = subprocess.run(cli + ["show", "--dir", path, "--all"],

@@ -75,7 +75,7 @@ def _serve(loaded, texts):
 
 
 def test_rest_round_trip_through_loopback_stand_in(exported):
-    _, path = exported
+    _, path, _ = exported
     loaded = tf.saved_model.load(path)
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -122,7 +122,7 @@ def test_grpc_round_trip_through_loopback_stand_in(exported):
     from tensorflow_serving.apis import predict_pb2
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    _, path = exported
+    _, path, _ = exported
     loaded = tf.saved_model.load(path)
 
     class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
