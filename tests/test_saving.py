@@ -48,8 +48,9 @@ def trained_model(dtype=None):
     return model
 
 
-def test_keras_file_round_trip_safe_mode(tmp_path):
-    model = trained_model()
+@pytest.mark.parametrize("policy", [None, "mixed_float16", "mixed_bfloat16"])
+def test_keras_file_round_trip_safe_mode(tmp_path, policy):
+    model = trained_model(policy)
     x, _ = data()
     path = tmp_path / "model.keras"
     model.save(path)
@@ -58,6 +59,10 @@ def test_keras_file_round_trip_safe_mode(tmp_path):
                                model.predict(x, verbose=0), atol=1e-6)
     assert [type(layer) for layer in loaded.layers] == [
         type(layer) for layer in model.layers]
+    norm_weights = [w for w in loaded.weights
+                    if w.path.split("/")[-1] in ("gamma", "beta", "scale",
+                                                 "alpha")]
+    assert norm_weights and all(w.dtype == "float32" for w in norm_weights)
 
 
 def test_saved_model_export_and_reload(tmp_path):
@@ -79,21 +84,6 @@ def test_saved_model_export_and_reload(tmp_path):
     marked = [fn.signature.name for fn in library.function
               if fn.attr["_XlaMustCompile"].b]
     assert not marked
-
-
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_model_round_trip(tmp_path, policy):
-    model = trained_model(policy)
-    x, _ = data()
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0),
-                               model.predict(x, verbose=0), atol=1e-6)
-    norm_weights = [w for w in loaded.weights
-                    if w.path.split("/")[-1] in ("gamma", "beta", "scale",
-                                                 "alpha")]
-    assert norm_weights and all(w.dtype == "float32" for w in norm_weights)
 
 
 def test_xla_compiled_fit_matches_graph_fit():
