@@ -21,7 +21,6 @@ import math
 import os
 import random
 
-import numpy as np
 import tensorflow as tf
 
 SPLITS = ("train", "valid", "test")
@@ -428,11 +427,3 @@ def check_tags(corpus):
                 f"{corpus.source}: the {split} split has tags that the train "
                 f"split lacks. Received: {sorted(unseen)}"
             )
-
-
-def token_counts(sentences):
-    return collections.Counter(t for tokens, _ in sentences for t in tokens)
-
-
-def lengths(sentences):
-    return np.array([len(tokens) for tokens, _ in sentences])

@@ -31,7 +31,6 @@ XLA-marked functions unless started with `--xla_cpu_compilation_enabled`.
 import os
 import re
 import shutil
-import time
 
 import keras
 import tensorflow as tf
@@ -205,9 +204,3 @@ def xla_marked_functions(path):
             if fn.attr["_XlaMustCompile"].b:
                 marked.append(fn.signature.name)
     return marked
-
-
-def timed_load(path):
-    start = time.perf_counter()
-    loaded = tf.saved_model.load(path)
-    return loaded, time.perf_counter() - start
