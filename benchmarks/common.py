@@ -5,6 +5,7 @@ import json
 import os
 import platform
 import re
+import sys
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -45,6 +46,20 @@ def machine_tag():
     if tf.config.list_physical_devices("GPU"):
         return "gpu"
     return f"cpu{os.cpu_count()}"
+
+
+def command(module, argv=None):
+    """The command that ran a benchmark; `argv=None` means this process's."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return " ".join(["python -m", module] + args)
+
+
+def header(title, module, argv, machine):
+    """The markdown opening every result file shares: title, command, machine."""
+    return (f"# {title}\n\nCommand: `{command(module, argv)}`\n\n"
+            f"Machine: {machine['cpu']}, {machine['cores']} cores, GPUs "
+            f"{machine['gpus'] or 'none'}; TF {machine['tensorflow']}, Keras "
+            f"{machine['keras']}; {machine['date']}\n\n")
 
 
 def markdown_table(rows, columns):

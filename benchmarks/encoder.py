@@ -96,11 +96,9 @@ def main(argv=None):
     machine = common.machine()
     tag = args.tag or common.machine_tag()
     ours = rows[1]
-    md = (f"# 4-block d=256 post-norm encoder, XLA ({tag})\n\nCommand: "
-          f"`python -m benchmarks.encoder {' '.join(argv or [])}`\n\n"
-          f"Machine: {machine['cpu']}, {machine['cores']} cores; TF "
-          f"{machine['tensorflow']}, Keras {machine['keras']}; "
-          f"{machine['date']}\n\nBatch {args.batch} x {args.length} tokens, "
+    md = (common.header(f"4-block d=256 post-norm encoder, XLA ({tag})",
+                        "benchmarks.encoder", argv, machine)
+          + f"Batch {args.batch} x {args.length} tokens, "
           f"medians of {args.repeats} interleaved repetitions.\n\n"
           + common.markdown_table(rows, [
               "encoder", "parameters", "train_step_ms", "inference_ms",

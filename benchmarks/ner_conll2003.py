@@ -74,8 +74,7 @@ def main(argv=None):
     parser.add_argument("--run-root", default=os.path.join("runs", "bench"))
     args = parser.parse_args(argv)
     machine = common.machine()
-    command = "python -m benchmarks.ner_conll2003 " + " ".join(
-        argv if argv is not None else __import__("sys").argv[1:])
+    command = common.command("benchmarks.ner_conll2003", argv)
 
     if not args.variants:
         minutes = args.minutes or 20.0
@@ -86,12 +85,10 @@ def main(argv=None):
             "test_entity_recall", "test_token_accuracy", "dev_entity_f1",
             "best_epoch", "epochs_run", "train_minutes",
             "train_tokens_per_second"])
-        md = (f"# CoNLL-2003 NER from scratch ({minutes:g}-minute training "
-              "budget)\n\n"
-              f"Command: `{command}`\n\nMachine: {machine['cpu']}, "
-              f"{machine['cores']} cores; TF {machine['tensorflow']}, Keras "
-              f"{machine['keras']}; {machine['date']}\n\n"
-              "Headline: test entity-level micro F1 (seqeval). Token accuracy "
+        md = (common.header(f"CoNLL-2003 NER from scratch ({minutes:g}-minute "
+                            "training budget)", "benchmarks.ner_conll2003",
+                            argv, machine)
+              + "Headline: test entity-level micro F1 (seqeval). Token accuracy "
               "counts the O tag and is not the standard metric.\n\n" + table
               + "\n\nPer type (test entity F1): " + ", ".join(
                   f"{k} {v:.2f}" for k, v in row["per_type_f1"].items())
@@ -110,9 +107,9 @@ def main(argv=None):
         "norm", "placement", "test_entity_f1", "dev_entity_f1",
         "test_token_accuracy", "epochs_run", "best_epoch",
         "train_tokens_per_second"])
-    md = (f"# CoNLL-2003 variants at the same {minutes:g}-minute budget\n\n"
-          f"Command: `{command}`\n\nMachine: {machine['cpu']}, "
-          f"{machine['cores']} cores; {machine['date']}\n\n" + table + "\n")
+    md = (common.header(f"CoNLL-2003 variants at the same {minutes:g}-minute "
+                        "budget", "benchmarks.ner_conll2003", argv, machine)
+          + table + "\n")
     common.write("ner-variants", {"machine": machine, "command": command,
                                   "budget_minutes": minutes, "rows": rows}, md)
 

@@ -249,12 +249,9 @@ def main(argv=None):
                "median_ms", "speedup_vs_keras", "effective_GBps",
                "pct_of_copy_bandwidth"]
     tag = args.tag or common.machine_tag()
-    md = (f"# Normalization speed ({tag})\n\nCommand: `python -m "
-          f"benchmarks.norms {' '.join(argv or [])}`\n\nMachine: "
-          f"{machine['cpu']}, {machine['cores']} cores, GPUs "
-          f"{machine['gpus'] or 'none'}; TF {machine['tensorflow']}, Keras "
-          f"{machine['keras']}; {machine['date']}\n\n"
-          f"Medians of {args.repeats} interleaved repetitions. "
+    md = (common.header(f"Normalization speed ({tag})", "benchmarks.norms",
+                        argv, machine)
+          + f"Medians of {args.repeats} interleaved repetitions. "
           "speedup_vs_keras: against keras LayerNormalization (norm rows) or "
           "x + r then keras LayerNormalization (add rows) in the same case. "
           "Copy bandwidth: np.copyto in the same case.\n\n"

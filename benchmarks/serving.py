@@ -104,10 +104,9 @@ def main(argv=None):
     rows.sort(key=lambda r: (r["batch"], r["path"]))
     machine = common.machine()
     tag = args.tag or common.machine_tag()
-    md = (f"# Serving latency and throughput ({tag})\n\nCommand: `python -m "
-          f"benchmarks.serving {' '.join(argv or sys.argv[1:])}`\n\nMachine: "
-          f"{machine['cpu']}, {machine['cores']} cores; TF "
-          f"{machine['tensorflow']}; {machine['date']}\n\nExport: "
+    md = (common.header(f"Serving latency and throughput ({tag})",
+                        "benchmarks.serving", argv, machine)
+          + f"Export: "
           f"{size_mb:.1f} MB; C API load {capi['load_seconds']:.2f} s. "
           f"{args.repeats} requests per row, one after another (C API in its "
           "own process; the two in-process paths interleaved).\n\n"
