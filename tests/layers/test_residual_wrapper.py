@@ -230,8 +230,11 @@ def test_passes_training_and_mask_and_propagates_the_mask():
 
 def test_layer_without_mask_argument_gets_none():
     w = ResidualWrapper(keras.layers.Dense(4))
-    x = np.ones((1, 3, 4), "float32")
-    w(x, mask=np.array([[True, True, False]]))  # Dense takes no mask: fine.
+    x = np.random.default_rng(0).normal(size=(1, 3, 4)).astype("float32")
+    # Dense takes no mask: the wrapper must not pass one, and the mask must
+    # not change the values.
+    masked = w(x, mask=np.array([[True, True, False]]))
+    np.testing.assert_array_equal(np.asarray(masked), np.asarray(w(x)))
 
 
 def test_masked_attention_ignores_padding():
@@ -271,7 +274,8 @@ def test_wraps_a_keras_nlp_layer():
 def test_drop_path_and_dropout_are_identity_at_inference():
     x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
     w = ResidualWrapper(keras.layers.Dense(6), dropout=0.5, drop_path=0.5)
-    ref = x + np.asarray(w.layer(w.norm_layer(x))) if w(x) is not None else 0
+    w.build(x.shape)
+    ref = x + np.asarray(w.layer(w.norm_layer(x)))
     np.testing.assert_allclose(np.asarray(w(x, training=False)), ref,
                                rtol=1e-5, atol=1e-6)
     train = np.asarray(w(np.repeat(x, 50, 0), training=True))
