@@ -5,7 +5,7 @@ The public API lives here:
 >>> from keras_resnorm import ResidualWrapper, RMSNormalization
 """
 
-from keras_resnorm import ops
+from keras_resnorm import ops, optimizers
 from keras_resnorm.layers import (
     NORMALIZATIONS,
     DropPath,
@@ -41,4 +41,5 @@ __all__ = [
     "layerscale_init_for_depth",
     "normalization",
     "ops",
+    "optimizers",
 ]
