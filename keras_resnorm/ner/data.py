@@ -17,7 +17,6 @@ itself (`write_builtin_corpus`).
 import collections
 import dataclasses
 import hashlib
-import math
 import os
 import random
 
@@ -207,10 +206,18 @@ def load_conll_dir(data_dir, scheme="iob2", cache_dir=None):
     """Load a local CoNLL-style corpus through TFDS; see the module doc."""
     if not tf.io.gfile.isdir(data_dir):
         raise CorpusError(f"{data_dir}: data directory not found")
-    builder = _builder_class()(
-        source_dir=data_dir, scheme=scheme, data_dir=cache_dir or default_cache()
-    )
-    builder.download_and_prepare()
+    def make():
+        return _builder_class()(source_dir=data_dir, scheme=scheme,
+                                data_dir=cache_dir or default_cache())
+
+    builder = make()
+    try:
+        builder.download_and_prepare()
+    except FileExistsError:
+        # Another process (a second worker on this machine, sharing the
+        # cache) prepared the same version first; read that one.
+        builder = make()
+        builder.download_and_prepare()
     splits = {split: _read_split(builder, split) for split in SPLITS}
     return Corpus(splits, tag_set(splits["train"]), os.path.abspath(data_dir))
 
@@ -373,7 +380,8 @@ def num_batches(sentences, batch_size, max_length):
 
 
 def make_dataset(sentences, tags, batch_size=32, max_length=128,
-                 shuffle=False, seed=0, drop_remainder=None):
+                 shuffle=False, seed=0, drop_remainder=None, epoch=0,
+                 prefetch=True):
     """A tf.data pipeline of `(tokens, tag_ids, weights)` batches.
 
     Tokens are `tf.string` padded with "", tag ids int32 padded with 0 and
@@ -382,26 +390,32 @@ def make_dataset(sentences, tags, batch_size=32, max_length=128,
     (`bucket_lengths`), so batches carry little padding and XLA compiles
     for a few shapes only. With `drop_remainder` (the default when
     shuffling, i.e. for training) each bucket's last partial batch is
-    dropped, so every batch has the same size; reshuffling each epoch means
-    a different few sentences wait for the next epoch. Sentences longer
-    than `max_length` are split into windows (see `windows`).
+    dropped, so every batch has the same size; a different few sentences
+    wait each epoch. Sentences longer than `max_length` are split into
+    windows (see `windows`).
+
+    With `shuffle`, the order is a fixed function of `seed` and `epoch`
+    (an int or a scalar tensor), the same in every process: a resumed run
+    sees the same batches as one that never stopped (`epochs_dataset`).
     """
     if drop_remainder is None:
         drop_remainder = shuffle
     index = {tag: i for i, tag in enumerate(tags)}
     pieces = [w for t, g in sentences for w in windows(t, g, max_length)]
 
-    def generate():
-        for toks, labs in pieces:
+    def generate(epoch):
+        order = list(range(len(pieces)))
+        if shuffle:
+            random.Random(f"{seed}/{int(epoch)}").shuffle(order)
+        for i in order:
+            toks, labs = pieces[i]
             yield toks, [index[t] for t in labs]
 
     ds = tf.data.Dataset.from_generator(
-        generate,
+        generate, args=(tf.cast(epoch, tf.int64),),
         output_signature=(tf.TensorSpec([None], tf.string),
                           tf.TensorSpec([None], tf.int32)),
     )
-    if shuffle:
-        ds = ds.shuffle(len(pieces), seed=seed, reshuffle_each_iteration=True)
     bounds = bucket_lengths(max_length)
     ds = ds.bucket_by_sequence_length(
         lambda toks, labs: tf.shape(toks)[0],
@@ -414,7 +428,26 @@ def make_dataset(sentences, tags, batch_size=32, max_length=128,
     )
     ds = ds.map(lambda toks, labs: (
         toks, labs, tf.cast(tf.not_equal(toks, PAD), tf.float32)))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+def epochs_dataset(sentences, tags, batch_size, max_length, seed,
+                   first_epoch, epochs):
+    """Training batches of epochs `first_epoch .. epochs - 1`, back to back.
+
+    Each element is `(epoch, index_in_epoch, (tokens, tag_ids, weights))`;
+    every epoch has `num_batches(...)` batches, shuffled as
+    `make_dataset(..., shuffle=True, seed=seed, epoch=epoch)`. Starting at
+    `first_epoch` (and `.skip`-ping batches) gives exactly the batches an
+    uninterrupted run would see from there.
+    """
+    def one_epoch(epoch):
+        ds = make_dataset(sentences, tags, batch_size, max_length,
+                          shuffle=True, seed=seed, epoch=epoch,
+                          prefetch=False)
+        return ds.enumerate().map(lambda i, batch: (epoch, i, batch))
+
+    return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
 
 
 def check_tags(corpus):
