@@ -1,4 +1,7 @@
-"""Small NER configurations shared by the NER, export and serving tests."""
+"""Small NER configurations and cluster helpers shared by the NER tests."""
+
+import json
+import socket
 
 from keras_resnorm.ner.model import ModelConfig
 from keras_resnorm.ner.train import TrainConfig
@@ -12,3 +15,21 @@ def tiny_config(run_dir, **overrides):
                   learning_rate=3e-3, patience=5, model=model)
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def free_ports(n):
+    """`n` loopback ports that were free a moment ago."""
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def tf_config(ports, index=0):
+    """TF_CONFIG of a cluster of workers on 127.0.0.1 `ports`, as `index`."""
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}"
+                                              for p in ports]},
+                       "task": {"type": "worker", "index": index}})

@@ -15,6 +15,7 @@ PLACEMENT_CHOICES = ("pre", "post", "sandwich", "peri", "deepnorm", "none",
 
 
 def _add_train_flags(parser, defaults):
+    from keras_resnorm.ner.distribute import PRECISIONS, STRATEGIES
     from keras_resnorm.ner.model import ModelConfig
 
     m = ModelConfig()
@@ -47,6 +48,27 @@ def _add_train_flags(parser, defaults):
     parser.add_argument("--xla", action="store_true",
                         help="train with jit_compile=True (on a 2-core CPU "
                              "it compiled slowly and ran no faster)")
+    parser.add_argument("--strategy", choices=STRATEGIES,
+                        default=defaults.strategy,
+                        help="default: one device; mirrored: all local GPUs "
+                             "(or --cpu-devices); multiworker: the cluster "
+                             "in TF_CONFIG, one process per machine")
+    parser.add_argument("--cpu-devices", type=int, default=None,
+                        help="split the CPU into this many logical devices "
+                             "(to try --strategy mirrored without GPUs)")
+    parser.add_argument("--cluster-timeout", type=float,
+                        default=defaults.cluster_timeout,
+                        help="seconds to wait for the TF_CONFIG workers")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        default=defaults.precision,
+                        help="Keras dtype policy; norms keep float32 "
+                             "statistics, the tag logits stay float32")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic ops, so a resumed run ends with "
+                             "the weights of an uninterrupted one")
+    parser.add_argument("--backup-steps", type=int, default=None,
+                        help="also back up every N batches (default: at "
+                             "epoch ends only)")
     parser.add_argument("--norm", choices=("layer", "rms", "scale", "dyt"),
                         default=m.norm)
     parser.add_argument("--placement", choices=PLACEMENT_CHOICES,
@@ -84,7 +106,11 @@ def _train_config(args):
         patience=args.patience, max_minutes=args.max_minutes,
         max_train_sentences=args.max_train_sentences, seed=args.seed,
         word_dropout=args.word_dropout,
-        jit_compile=args.xla, overwrite=args.overwrite, model=model)
+        jit_compile=args.xla, overwrite=args.overwrite,
+        strategy=args.strategy, cpu_devices=args.cpu_devices,
+        cluster_timeout=args.cluster_timeout, precision=args.precision,
+        deterministic=args.deterministic, backup_steps=args.backup_steps,
+        model=model)
 
 
 def _print_tags(tagger, sentences):
@@ -104,6 +130,10 @@ def cmd_train(args, demo=False):
 
     config = _train_config(args)
     model, metrics = train(config)
+    if metrics is None:
+        print(f"worker done; the chief writes and scores the run in "
+              f"{config.run_dir}")
+        return None
     entity = metrics["test_entity"]
     print()
     print(metrics["report"])
@@ -211,7 +241,19 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except ValueError as error:
+        from keras_resnorm.ner.distribute import ConfigError
+
+        if not isinstance(error, ConfigError):
+            raise
+        parser.exit(2, f"keras-resnorm: error: {error}\n")
+
+
+def _run(args):
     if args.command == "demo":
         args.overwrite = True
         cmd_train(args, demo=True)

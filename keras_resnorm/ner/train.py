@@ -5,7 +5,9 @@ A run directory holds everything a run writes:
 ```
 run_dir/config.json        the configuration (a resumed run reuses it)
 run_dir/vocab.json         word and character vocabularies, tag set
-run_dir/backup/            BackupAndRestore state: a killed run resumes here
+run_dir/backup/            the training state, saved atomically every epoch
+                           (and every --backup-steps batches): a killed run
+                           resumes here, exactly (see backup.py)
 run_dir/checkpoints/       epoch-NNN.keras after every epoch
 run_dir/best.keras         the model with the best dev entity F1 so far
 run_dir/state.json         best F1, its epoch, early-stopping counter
@@ -14,6 +16,11 @@ run_dir/logs/              TensorBoard: train/ (loss, learning rate),
                            hparams, residual-stream diagnostics)
 run_dir/metrics.json       test scores of best.keras when the run ends
 ```
+
+With several workers (`strategy="multiworker"`) only the chief writes into
+`run_dir`, which must be storage every worker can read (the others resume
+from its backup); the other workers write to temporary directories that
+they remove.
 """
 
 import dataclasses
@@ -21,14 +28,18 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_resnorm import optimizers
 from keras_resnorm.callbacks import ResidualStreamDiagnostics
 from keras_resnorm.ner import data as data_lib
+from keras_resnorm.ner import distribute
+from keras_resnorm.ner.backup import TrainingBackup
 from keras_resnorm.ner.evaluate import entity_scores, evaluate, make_forward
 from keras_resnorm.ner.evaluate import predict_tags
 from keras_resnorm.ner.model import ModelConfig, build_model
@@ -56,13 +67,53 @@ class TrainConfig:
     seed: int = 0
     jit_compile: bool = False
     overwrite: bool = False
+    # How to run: a resumed run takes these from the new call, not from the
+    # saved configuration (see RUNTIME).
+    strategy: str = "default"
+    cpu_devices: int = None
+    cluster_timeout: float = 60.0
+    # What to train, saved with the run like the fields above.
+    precision: str = "float32"
+    deterministic: bool = False
+    backup_steps: int = None
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+
+    RUNTIME = ("strategy", "cpu_devices", "cluster_timeout", "overwrite",
+               "max_minutes")
 
     @classmethod
     def from_dict(cls, values):
         values = dict(values)
         values["model"] = ModelConfig(**values.get("model", {}))
         return cls(**values)
+
+    def validate(self):
+        """Raise `ConfigError` naming the first field that cannot work."""
+        distribute.check_choice("strategy", self.strategy,
+                                distribute.STRATEGIES)
+        distribute.check_choice("precision", self.precision,
+                                distribute.PRECISIONS)
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise distribute.ConfigError(
+                    f"{name} must be a positive int. "
+                    f"Received: {name}={value!r}")
+        for name in ("backup_steps", "cpu_devices"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int)
+                                      or value < 1):
+                raise distribute.ConfigError(
+                    f"{name} must be a positive int or None. "
+                    f"Received: {name}={value!r}")
+        if not self.cluster_timeout > 0:
+            raise distribute.ConfigError(
+                "cluster_timeout must be a positive number of seconds. "
+                f"Received: cluster_timeout={self.cluster_timeout!r}")
+        if not 0 <= self.word_dropout < 1:
+            raise distribute.ConfigError(
+                "word_dropout must be in [0, 1). "
+                f"Received: word_dropout={self.word_dropout!r}")
 
 
 def _atomic_write_json(path, value):
@@ -77,6 +128,8 @@ def _atomic_write_json(path, value):
 def _atomic_save_model(model, path):
     tmp = path + ".tmp.keras"
     model.save(tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -86,13 +139,16 @@ class EntityF1Checkpoint(keras.callbacks.Callback):
     Saves the tagger (raw tokens in) as `checkpoints/epoch-NNN.keras` after
     every epoch and as `best.keras` when dev entity F1 improves.
 
-    State (best F1, its epoch, epochs without improvement) lives in
-    `run_dir/state.json`, written atomically, so a resumed run continues the
-    same early-stopping count and keeps the same best model.
+    Its state (best F1, its epoch, epochs without improvement, per-epoch
+    scores) is saved and restored with the training backup
+    (`get_state`/`set_state`), so a resumed run continues the same
+    early-stopping count; `run_dir/state.json` shows it to people.
+    With `strategy` spanning several workers, the early-stopping decision
+    is taken jointly (`distribute.any_worker`).
     """
 
     def __init__(self, tagger, dev_sentences, run_dir, patience, writer,
-                 train_tokens):
+                 train_tokens, strategy=None):
         super().__init__()
         self.tagger = tagger
         self.dev = dev_sentences
@@ -100,14 +156,21 @@ class EntityF1Checkpoint(keras.callbacks.Callback):
         self.patience = patience
         self.writer = writer
         self.train_tokens = train_tokens
+        self.strategy = strategy or tf.distribute.get_strategy()
         self.state_path = os.path.join(run_dir, "state.json")
         self.state = {"best_f1": -1.0, "best_epoch": None, "wait": 0,
                       "finished": False, "epochs": []}
-        if os.path.exists(self.state_path):
-            with open(self.state_path) as f:
-                self.state.update(json.load(f))
         self._forward = None
         self._started = None
+        # Share of a full epoch the next epoch trains (a resumed run's first
+        # epoch starts part-way), so tokens per second stay true.
+        self.fraction = 1.0
+
+    def get_state(self):
+        return json.loads(json.dumps(self.state))
+
+    def set_state(self, state):
+        self.state = json.loads(json.dumps(state))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
@@ -119,7 +182,8 @@ class EntityF1Checkpoint(keras.callbacks.Callback):
         pred = predict_tags(self.tagger, [t for t, _ in self.dev],
                             forward=self._forward)
         scores = entity_scores([g for _, g in self.dev], pred)
-        tokens_per_second = self.train_tokens / seconds
+        tokens_per_second = self.fraction * self.train_tokens / seconds
+        self.fraction = 1.0
         logs = logs if logs is not None else {}
         logs.update({"val_entity_precision": scores["precision"],
                      "val_entity_recall": scores["recall"],
@@ -150,25 +214,34 @@ class EntityF1Checkpoint(keras.callbacks.Callback):
               f"(best {self.state['best_f1']:.4f} at epoch "
               f"{self.state['best_epoch']}), {tokens_per_second:,.0f} "
               "training tokens/s", flush=True)
-        if self.state["wait"] >= self.patience:
+        if distribute.any_worker(self.strategy,
+                                 self.state["wait"] >= self.patience):
             print(f"early stopping: no dev F1 gain in {self.patience} epochs")
             self.model.stop_training = True
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stop training once `seconds` of wall time have passed in this call."""
+    """Stop training once `seconds` of wall time have passed in this process.
 
-    def __init__(self, seconds):
+    The clock starts at the first `fit` that uses the callback and keeps
+    running across later ones (a resumed run's partial first epoch and the
+    rest). With several workers the stop is joint (`distribute.any_worker`).
+    """
+
+    def __init__(self, seconds, strategy=None):
         super().__init__()
         self.seconds = seconds
+        self.strategy = strategy or tf.distribute.get_strategy()
         self.start = None
         self.exhausted = False
 
     def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
+        if self.start is None:
+            self.start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        if time.perf_counter() - self.start > self.seconds:
+        late = time.perf_counter() - self.start > self.seconds
+        if distribute.any_worker(self.strategy, late):
             self.exhausted = True
             self.model.stop_training = True
 
@@ -188,7 +261,11 @@ def _log_hparams(writer, config):
     writer.flush()
 
 
-def _prepare_run_dir(config):
+def _prepare_run_dir(config, chief=True):
+    """Return `(config, resumed)`: the saved configuration when resuming.
+
+    Only the chief creates, writes or deletes anything here.
+    """
     run_dir = config.run_dir
     state_path = os.path.join(run_dir, "state.json")
     config_path = os.path.join(run_dir, "config.json")
@@ -200,16 +277,22 @@ def _prepare_run_dir(config):
                 f"{run_dir} holds a finished run. Pass overwrite=True "
                 f"(--overwrite) or another run_dir. Received: run_dir={run_dir!r}"
             )
-        if finished:
+        if finished and chief:
             shutil.rmtree(run_dir)
+        elif finished:
+            return config, False
     if os.path.exists(config_path):
         with open(config_path) as f:
             saved = TrainConfig.from_dict(json.load(f))
         print(f"resuming the run in {run_dir}")
         saved.run_dir = run_dir
+        for name in TrainConfig.RUNTIME:
+            setattr(saved, name, getattr(config, name))
+        saved.validate()
         return saved, True
-    os.makedirs(run_dir, exist_ok=True)
-    _atomic_write_json(config_path, dataclasses.asdict(config))
+    if chief:
+        os.makedirs(run_dir, exist_ok=True)
+        _atomic_write_json(config_path, dataclasses.asdict(config))
     return config, False
 
 
@@ -226,15 +309,140 @@ def build_vocabulary(sentences, min_count):
     return words, sorted(chars)
 
 
+def _build(config, vocab, strategy):
+    """Model, tagger and features under the precision policy and strategy."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.precision)
+    try:
+        with strategy.scope():
+            tagger, features, model = build_model(
+                config.model, vocab["words"], vocab["chars"], vocab["tags"])
+    finally:
+        keras.config.set_dtype_policy(previous)
+    return tagger, features, model
+
+
+def _compile(model, config, steps, strategy):
+    total = max(1, steps * config.epochs)
+    warmup = min(total - 1, int(steps * config.warmup_epochs))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, total - warmup), alpha=0.05,
+        warmup_target=config.learning_rate, warmup_steps=warmup)
+    with strategy.scope():
+        # Under mixed_float16 Keras wraps the optimizer in a
+        # LossScaleOptimizer (dynamic loss scaling) by itself.
+        model.compile(
+            optimizer=optimizers.AdamW(
+                schedule, weight_decay=config.weight_decay, clipnorm=1.0),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            weighted_metrics=["accuracy"],
+            jit_compile=config.jit_compile,
+        )
+    if distribute.is_multi_worker(strategy):
+        # Keras 3.15 reduces each step's logs of a multi-worker run with
+        # MEAN over axis 0, which fails for its scalar logs ("Invalid
+        # reduction dimension 0 for input with 0 dimensions",
+        # tensorflow#72388). As vectors of one element they reduce to the
+        # mean over replicas, which for these synchronized values is the
+        # value itself.
+        train_step = model.train_step
+
+        def vector_logs_step(data):
+            return {k: tf.reshape(v, [1]) if v.shape.rank == 0 else v
+                    for k, v in train_step(data).items()}
+
+        model.train_step = vector_logs_step
+
+
+def _build_for_fit(model, batch, strategy):
+    """Build what `fit` would build, from one local batch, and skip fit's own.
+
+    Keras 3.15's `fit` under a tf.distribute strategy takes the first batch,
+    reduces it across replicas with MEAN and builds from that; the reduction
+    fails on bool inputs (no AddN kernel for bool, MirroredStrategy) and on
+    int inputs under MultiWorkerMirroredStrategy. Our inputs are int ids and
+    a bool mask, so the model, loss, metrics and optimizer are built here
+    instead, from an undistributed batch, and that step of `fit` is skipped.
+    """
+    with strategy.scope():
+        model._symbolic_build(data_batch=batch)
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+    if strategy.num_replicas_in_sync > 1 or distribute.is_multi_worker(
+            strategy):
+        def already_built(iterator=None, data_batch=None):
+            return None
+
+        model._maybe_symbolic_build = already_built
+
+
+def training_dataset(sentences, tags, features, config, first_epoch,
+                     last_epoch, skip=0):
+    """Featurized training batches from `first_epoch` (skipping `skip`).
+
+    Every random choice is a function of the seed and the batch's position
+    (epoch, index): the shuffle order (`data.epochs_dataset`) and word
+    dropout (a stateless draw), so the pipeline can restart anywhere and
+    yield what an uninterrupted run would have. Several workers each build
+    the whole pipeline and keep their share of every global batch
+    (auto-shard policy DATA: it is read from a Python generator, which FILE
+    sharding cannot split).
+    """
+    seed = tf.constant(config.seed, tf.int64)
+
+    @tf.autograph.experimental.do_not_convert
+    def prepare(epoch, index, batch):
+        tokens, tag_ids, weights = batch
+        word_ids, case_ids, char_ids, mask = features(tokens)
+        if config.word_dropout:
+            # Replace real words by the out-of-vocabulary id (1) at random,
+            # so the OOV embedding learns to tag from characters and context.
+            draw = tf.random.stateless_uniform(
+                tf.shape(word_ids), tf.stack([seed, epoch * 1_000_003 + index]))
+            word_ids = tf.where((draw < config.word_dropout) & mask, 1,
+                                word_ids)
+        return (word_ids, case_ids, char_ids, mask), tag_ids, weights
+
+    ds = data_lib.epochs_dataset(sentences, tags, config.batch_size,
+                                 config.model.max_length, config.seed,
+                                 first_epoch, last_epoch)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).skip(skip)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
 def train(config, corpus=None, extra_callbacks=()):
     """Train (or resume) a run; return `(tagger, metrics)`.
 
     `corpus` overrides the corpus search (tests pass a small one);
-    `extra_callbacks` are appended to the fit callbacks.
+    `extra_callbacks` go after the trainer's own, before the backup.
+    On a non-chief worker of a multi-worker run the result is
+    `(None, None)`: the chief writes and scores the run.
     """
-    config, resumed = _prepare_run_dir(config)
+    config.validate()
+    strategy = distribute.make_strategy(config.strategy, config.cpu_devices,
+                                        config.cluster_timeout)
+    chief = distribute.is_chief(strategy)
+    config, resumed = _prepare_run_dir(config, chief)
+    distribute.check_batch_size(config.batch_size, strategy)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    write_dir = config.run_dir if chief else tempfile.mkdtemp(
+        prefix="keras-resnorm-worker-")
+    try:
+        return _train(config, corpus, extra_callbacks, strategy, chief,
+                      resumed, write_dir)
+    finally:
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
+           write_dir):
     run_dir = config.run_dir
-    keras.utils.set_random_seed(config.seed)
     if corpus is None:
         corpus = data_lib.find_corpus(config.data_dir, config.download,
                                       config.cache_dir, config.scheme)
@@ -243,7 +451,9 @@ def train(config, corpus=None, extra_callbacks=()):
     if config.max_train_sentences:
         train_sentences = train_sentences[: config.max_train_sentences]
     print(f"corpus: {corpus.source} ({len(train_sentences)} training "
-          f"sentences, tags {corpus.tags})")
+          f"sentences, tags {corpus.tags}); strategy {config.strategy} "
+          f"({strategy.num_replicas_in_sync} replicas), precision "
+          f"{config.precision}")
 
     vocab_path = os.path.join(run_dir, "vocab.json")
     if resumed and os.path.exists(vocab_path):
@@ -252,70 +462,77 @@ def train(config, corpus=None, extra_callbacks=()):
     else:
         words, chars = build_vocabulary(train_sentences, config.min_count)
         vocab = {"words": words, "chars": chars, "tags": corpus.tags}
-        _atomic_write_json(vocab_path, vocab)
+        _atomic_write_json(os.path.join(write_dir, "vocab.json"), vocab)
 
-    tagger, features, model = build_model(config.model, vocab["words"],
-                                          vocab["chars"], vocab["tags"])
+    # Seeded here, not earlier: preparing a corpus through TFDS the first
+    # time draws random numbers that a cached run does not.
+    keras.utils.set_random_seed(config.seed)
+    tagger, features, model = _build(config, vocab, strategy)
     limit = config.model.max_length
     steps = data_lib.num_batches(train_sentences, config.batch_size, limit)
-    total = max(1, steps * config.epochs)
-    warmup = min(total - 1, int(steps * config.warmup_epochs))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, total - warmup), alpha=0.05,
-        warmup_target=config.learning_rate, warmup_steps=warmup)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule,
-                                         weight_decay=config.weight_decay,
-                                         clipnorm=1.0),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        weighted_metrics=["accuracy"],
-        jit_compile=config.jit_compile,
-    )
+    if steps < 1:
+        raise distribute.ConfigError(
+            f"no full training batch: fewer training sentences of one length "
+            f"bucket than batch_size. Received: batch_size="
+            f"{config.batch_size}, {len(train_sentences)} sentences")
+    _compile(model, config, steps, strategy)
 
-    def featurize(tokens, tags, weights):
-        return tuple(features(tokens)), tags, weights
-
-    def word_dropout(inputs, tags, weights):
-        # Replace real words by the out-of-vocabulary id (1) at random, so
-        # the OOV embedding learns to tag from characters and context.
-        word_ids, case_ids, char_ids, mask = inputs
-        drop = tf.random.uniform(tf.shape(word_ids)) < config.word_dropout
-        word_ids = tf.where(drop & mask, 1, word_ids)
-        return (word_ids, case_ids, char_ids, mask), tags, weights
-
-    train_ds = data_lib.make_dataset(
-        train_sentences, vocab["tags"], config.batch_size, limit,
-        shuffle=True, seed=config.seed,
-    ).map(featurize, num_parallel_calls=tf.data.AUTOTUNE)
-    if config.word_dropout:
-        train_ds = train_ds.map(word_dropout)
-    log_dir = os.path.join(run_dir, "logs")
+    log_dir = os.path.join(write_dir, "logs")
     writer = tf.summary.create_file_writer(os.path.join(log_dir, "ner"))
     if not resumed:
         _log_hparams(writer, config)
     sample = next(iter(data_lib.make_dataset(
         corpus.sentences("valid")[:64], vocab["tags"], 64, limit
-    ).map(featurize)))
+    ).map(tf.autograph.experimental.do_not_convert(
+        lambda t, g, w: (tuple(features(t)), g, w)))))
     train_tokens = int(sum(len(t) for t, _ in train_sentences))
     f1_callback = EntityF1Checkpoint(tagger, corpus.sentences("valid"),
-                                     run_dir, config.patience, writer,
-                                     train_tokens)
+                                     write_dir, config.patience, writer,
+                                     train_tokens, strategy)
+    backup = TrainingBackup(
+        os.path.join(write_dir, "backup"), steps, config.backup_steps,
+        states={"entity_f1": f1_callback},
+        restore_directory=os.path.join(run_dir, "backup"))
+    if chief:
+        backup.clean()
+    _build_for_fit(model, sample, strategy)
+    with strategy.scope():
+        epoch, skip = backup.restore(model)
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"),
-                                         double_checkpoint=True),
         keras.callbacks.TensorBoard(log_dir, write_graph=False),
         ResidualStreamDiagnostics(list(sample[0]), os.path.join(log_dir, "ner"),
                                   targets=sample[1], sample_weight=sample[2]),
         f1_callback,
     ]
     if config.max_minutes:
-        callbacks.append(TimeBudget(config.max_minutes * 60))
+        callbacks.append(TimeBudget(config.max_minutes * 60, strategy))
     callbacks.extend(extra_callbacks)
-    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    callbacks.append(backup)
+    os.makedirs(os.path.join(write_dir, "checkpoints"), exist_ok=True)
+
+    # A backup taken inside an epoch resumes with the rest of that epoch as
+    # one fit call, then the remaining epochs as another.
+    segments = []
+    if skip:
+        segments.append((epoch, epoch + 1, skip))
+        epoch += 1
+    if epoch < config.epochs:
+        segments.append((epoch, config.epochs, 0))
     started = time.perf_counter()
-    model.fit(train_ds, epochs=config.epochs, callbacks=callbacks,
-              verbose="auto")
+    for first, last, skip in segments:
+        backup.step_offset = skip
+        f1_callback.fraction = (steps - skip) / steps
+        model.fit(
+            training_dataset(train_sentences, vocab["tags"], features, config,
+                             first, last, skip),
+            initial_epoch=first, epochs=last, steps_per_epoch=steps - skip,
+            callbacks=callbacks, shuffle=False, verbose="auto")
+        if model.stop_training:
+            break
     train_seconds = time.perf_counter() - started
+    writer.close()
+    if not chief:
+        return None, None
 
     best_path = os.path.join(run_dir, "best.keras")
     best = keras.saving.load_model(best_path, safe_mode=True)
@@ -332,11 +549,12 @@ def train(config, corpus=None, extra_callbacks=()):
         "tokens_per_second": float(np.median(
             [e["tokens_per_second"] for e in f1_callback.state["epochs"]]
             or [0.0])),
+        "replicas": strategy.num_replicas_in_sync,
         "report": test["report"],
         "config": dataclasses.asdict(config),
     }
     _atomic_write_json(os.path.join(run_dir, "metrics.json"), metrics)
     f1_callback.state["finished"] = True
     _atomic_write_json(f1_callback.state_path, f1_callback.state)
-    writer.close()
+    shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     return best, metrics

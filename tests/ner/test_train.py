@@ -62,10 +62,13 @@ def test_killed_run_resumes_from_its_backup(tmp_path, builtin_corpus, capsys):
     assert [e["epoch"] for e in state["epochs"]] == [1, 2]
     _, metrics = train(tiny_config(tmp_path / "run", epochs=4),
                        builtin_corpus)
-    assert "resuming the run" in capsys.readouterr().out
     state = json.loads((tmp_path / "run" / "state.json").read_text())
-    # BackupAndRestore (first in the callback list) saved epoch 2 before
-    # the crash, so the resumed run goes on with epoch 3, not epoch 1.
+    # The crash came at the end of epoch 2, before the backup (last in the
+    # callback list) saved it: the resumed run redoes epoch 2 from the
+    # epoch-1 backup, whose early-stopping state knows epoch 1 only.
+    out = capsys.readouterr().out
+    assert "resuming the run" in out
+    assert "epoch-0001-step-000000 (epoch 2, 0 batches into it)" in out
     epochs = [e["epoch"] for e in state["epochs"]]
     assert epochs == [1, 2, 3, 4]
     assert metrics["epochs_run"] == len(epochs)
