@@ -426,7 +426,9 @@ def train(config, corpus=None, extra_callbacks=()):
     strategy = distribute.make_strategy(config.strategy, config.cpu_devices,
                                         config.cluster_timeout)
     chief = distribute.is_chief(strategy)
+    distribute.check_batch_size(config.batch_size, strategy)
     config, resumed = _prepare_run_dir(config, chief)
+    # A resumed run trains with its saved batch size: it must split too.
     distribute.check_batch_size(config.batch_size, strategy)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()

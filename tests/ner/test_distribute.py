@@ -1,6 +1,9 @@
 """Strategy settings that cannot work fail fast, naming what is wrong."""
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -134,3 +137,18 @@ def test_cli_gives_up_on_an_absent_worker(tmp_path, monkeypatch, capsys):
                       "--run-dir", str(tmp_path / "run")], capsys)
     assert code == 2 and "did not answer within 2 s" in err
     assert time.monotonic() - started < 10
+
+
+def test_odd_batch_on_two_devices_stops_before_training(tmp_path):
+    # Logical devices must be set before TensorFlow starts: a new process.
+    out = subprocess.run(
+        [sys.executable, "-m", "keras_resnorm.ner.cli", "ner", "train",
+         "--strategy", "mirrored", "--cpu-devices", "2", "--batch-size", "15",
+         "--run-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert ("batch_size must be divisible by the number of replicas (2)"
+            in out.stderr and "Received: batch_size=15" in out.stderr)
+    # Nothing was written, so a corrected command starts afresh.
+    assert not (tmp_path / "run").exists()
