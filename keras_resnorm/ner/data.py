@@ -441,6 +441,7 @@ def epochs_dataset(sentences, tags, batch_size, max_length, seed,
     `first_epoch` (and `.skip`-ping batches) gives exactly the batches an
     uninterrupted run would see from there.
     """
+    @tf.autograph.experimental.do_not_convert
     def one_epoch(epoch):
         ds = make_dataset(sentences, tags, batch_size, max_length,
                           shuffle=True, seed=seed, epoch=epoch,
