@@ -241,15 +241,14 @@ def build_parser():
 
 
 def main(argv=None):
+    from keras_resnorm.ner.distribute import ConfigError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except ValueError as error:
-        from keras_resnorm.ner.distribute import ConfigError
-
-        if not isinstance(error, ConfigError):
-            raise
+    except ConfigError as error:
+        # A setting that cannot work: say which, like argparse, no traceback.
         parser.exit(2, f"keras-resnorm: error: {error}\n")
 
 

@@ -269,3 +269,14 @@ def test_losing_a_worker_stops_the_pair_and_a_restart_resumes(
     assert len(_dev_f1(run_dir)) == 4
     _assert_bitwise(pair_reference / "checkpoints/epoch-004.keras",
                     run_dir / "checkpoints/epoch-004.keras")
+
+
+def test_time_budget_stops_both_workers_at_the_same_step(runs):
+    # Each worker reads its own clock; the stop must still be joint, or the
+    # one that goes on waits forever in its next all-reduce.
+    run_dir = runs.tmp / "pair-budget"
+    _finish(*runs.pair(run_dir, "--epochs", "40", "--max-minutes", "0.1"),
+            timeout=240)
+    epochs = _dev_f1(run_dir)
+    assert 1 <= len(epochs) < 40
+    assert json.loads((run_dir / "metrics.json").read_text())["replicas"] == 2
