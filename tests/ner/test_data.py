@@ -111,6 +111,37 @@ def test_dataset_buckets_pad_and_weights():
     assert len(train) == data.num_batches(sentences, 2, 32)
 
 
+def _order(ds):
+    return [tuple(t.decode() for t in row if t) for tokens, _, _ in ds
+            for row in tokens.numpy()]
+
+
+def test_shuffle_order_is_a_function_of_seed_and_epoch():
+    sentences = [([f"w{i}"] * (1 + i % 5), ["O"] * (1 + i % 5))
+                 for i in range(40)]
+
+    def order(seed, epoch):
+        return _order(data.make_dataset(sentences, ["O"], 4, 16,
+                                        shuffle=True, seed=seed, epoch=epoch))
+
+    assert order(0, 3) == order(0, 3)
+    assert order(0, 3) != order(0, 4)
+    assert order(0, 3) != order(1, 3)
+    # Epochs back to back; starting later or skipping batches gives the
+    # tail of the same sequence, which is what a resumed run relies on.
+    full = list(data.epochs_dataset(sentences, ["O"], 4, 16, 0, 0, 3))
+    per_epoch = data.num_batches(sentences, 4, 16)
+    assert len(full) == 3 * per_epoch
+    assert [int(e) for e, _, _ in full] == sorted(
+        [0, 1, 2] * per_epoch)
+    assert _order(b for _, _, b in full[per_epoch:2 * per_epoch]) == order(
+        0, 1)
+    later = list(data.epochs_dataset(sentences, ["O"], 4, 16, 0, 1, 3)
+                 .skip(2))
+    assert _order(b for _, _, b in later) == _order(
+        b for _, _, b in full[per_epoch + 2:])
+
+
 def test_bad_scheme():
     with pytest.raises(ValueError, match=r"Received: scheme='bio'"):
         list(data.parse_conll("x", scheme="bio"))
