@@ -195,8 +195,8 @@ def make_strategy(name, cpu_devices=None, cluster_timeout=60.0):
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus or tf.config.list_logical_devices(
             "CPU")]
-        # Collective all-reduce needs no NCCL, so the same strategy runs on
-        # logical CPU devices; on GPUs MirroredStrategy picks NCCL itself.
+        # NCCL is for GPUs: logical CPU devices reduce on one of them; on
+        # GPUs MirroredStrategy picks its own all-reduce (NCCL).
         cross = None if gpus else tf.distribute.ReductionToOneDevice()
         return tf.distribute.MirroredStrategy(devices,
                                               cross_device_ops=cross)
