@@ -1,0 +1,156 @@
+"""Token features computed in the graph: the NER token contract in one place.
+
+Every rule that turns a raw token into model input lives here and is plain
+TensorFlow ops, so training, evaluation, the saved tagger and the TF Serving
+export apply the same ones:
+
+- `normalize_words`: Unicode lower-casing (UTF-8 aware, so "Éire" and
+  "éire" meet) and ASCII digits folded to "0". The vocabulary is built by
+  running this same function over the training tokens.
+- casing class of the raw token (`CASES`);
+- UTF-8 characters (invalid bytes replaced by U+FFFD), truncated;
+- hashed token features as spaCy's tok2vec embeds them (Honnibal & Montani,
+  spaCy 2/3 "HashEmbed"): the normalized form, its first character, its
+  last three characters and the word shape (`Xxxx`, `dd`, runs cut to four),
+  each hashed into `hash_buckets` rows, so rare and unseen words still get
+  informative embeddings.
+"""
+
+import keras
+import tensorflow as tf
+
+PAD = ""
+# Casing classes; 0 is padding.
+CASES = ("pad", "lower", "upper", "title", "digit", "other")
+# The hashed features, in the order of the last axis of `hash_ids`.
+HASHED = ("norm", "prefix", "suffix", "shape")
+
+
+def normalize_words(tokens):
+    """Lower-case (Unicode) and fold ASCII digits to 0: the vocabulary key."""
+    lowered = tf.strings.lower(tokens, encoding="utf-8")
+    return tf.strings.regex_replace(lowered, r"[0-9]", "0")
+
+
+def word_shape(tokens):
+    """`Xxxxx`-style shapes: upper X, lower x, digit d, runs cut to four."""
+    shape = tf.strings.regex_replace(tokens, r"\p{Lu}", "X")
+    shape = tf.strings.regex_replace(shape, r"\p{Ll}|\p{Lo}|\p{Lt}|\p{Lm}",
+                                     "x")
+    shape = tf.strings.regex_replace(shape, r"\pN", "d")
+    for c in "Xxd":
+        shape = tf.strings.regex_replace(shape, c * 5 + "+", c * 4)
+    return shape
+
+
+def hashed_features(tokens, buckets):
+    """`[..., 4]` int64 ids: each of `HASHED` hashed into its own range."""
+    words = normalize_words(tokens)
+    parts = (words,
+             tf.strings.regex_replace(words, r"(?s)^(.).*$", r"\1"),
+             tf.strings.regex_replace(words, r"(?s)^.*?(.{0,3})$", r"\1"),
+             word_shape(tokens))
+    ids = [tf.strings.to_hash_bucket_fast(p, buckets) + i * buckets
+           for i, p in enumerate(parts)]
+    return tf.stack(ids, axis=-1)
+
+
+def vocabulary(token_lists, min_count):
+    """Normalized words seen `min_count` times or more, and all characters.
+
+    The words go through `normalize_words`, the graph's own rule.
+    """
+    flat = [token for tokens in token_lists for token in tokens]
+    if not flat:
+        return [], []
+    words, _, counts = tf.unique_with_counts(
+        normalize_words(tf.constant(flat)))
+    words = sorted(w.decode("utf-8") for w, n in zip(words.numpy(),
+                                                      counts.numpy())
+                   if n >= min_count)
+    return words, sorted(set("".join(flat)))
+
+
+@keras.saving.register_keras_serializable(package="keras_resnorm")
+class TokenFeatures(keras.layers.Layer):
+    """String tokens -> model inputs, in the graph.
+
+    Returns `(word_ids, case_ids, char_ids, mask)`, with `hash_ids` before
+    the mask when `hash_buckets` > 0. Words go through `normalize_words`,
+    then `vocabulary` (index 0 padding, 1 out of vocabulary). Characters
+    come from a UTF-8 split with invalid bytes replaced by U+FFFD,
+    truncated to `max_chars`, and looked up in `characters`. The mask is
+    True on real tokens, False on "" padding.
+    """
+
+    def __init__(self, vocabulary, characters, max_chars=16, hash_buckets=0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary = list(vocabulary)
+        self.characters = list(characters)
+        self.max_chars = max_chars
+        self.hash_buckets = hash_buckets
+        self.word_lookup = keras.layers.StringLookup(
+            vocabulary=self.vocabulary, mask_token=PAD, num_oov_indices=1,
+            name="word_lookup")
+        self.char_lookup = keras.layers.StringLookup(
+            vocabulary=self.characters, mask_token=PAD, num_oov_indices=1,
+            name="char_lookup")
+
+    def build(self, input_shape):
+        self.word_lookup.build(input_shape)
+        self.char_lookup.build(tuple(input_shape) + (self.max_chars,))
+
+    @property
+    def word_vocabulary_size(self):
+        return len(self.vocabulary) + 2
+
+    @property
+    def char_vocabulary_size(self):
+        return len(self.characters) + 2
+
+    def call(self, tokens):
+        tokens = tf.convert_to_tensor(tokens, tf.string)
+        word_ids = self.word_lookup(normalize_words(tokens))
+        is_pad = tf.equal(tokens, PAD)
+        lower = tf.strings.regex_full_match(tokens, r"[^A-Z]*[a-z][^A-Z]*")
+        upper = tf.strings.regex_full_match(tokens, r"[^a-z]*[A-Z][^a-z]*")
+        title = tf.strings.regex_full_match(tokens, r"[A-Z][^A-Z]*")
+        digit = tf.strings.regex_full_match(tokens, r".*[0-9].*")
+        case = tf.where(digit, 4, 5)
+        case = tf.where(title, 3, case)
+        case = tf.where(upper, 2, case)
+        case = tf.where(lower, 1, case)
+        case_ids = tf.where(is_pad, 0, case)
+        chars = tf.strings.unicode_split(tokens, "UTF-8", errors="replace")
+        # to_tensor with an explicit shape truncates to max_chars and keeps
+        # the batch and time sizes even when they are 0.
+        shape = tf.concat([tf.shape(tokens, out_type=tf.int64),
+                           [self.max_chars]], axis=0)
+        char_ids = self.char_lookup(
+            chars.to_tensor(default_value=PAD, shape=shape))
+        char_ids = tf.ensure_shape(char_ids, [None, None, self.max_chars])
+        out = [tf.cast(word_ids, "int32"), tf.cast(case_ids, "int32"),
+               tf.cast(char_ids, "int32")]
+        if self.hash_buckets:
+            hashed = hashed_features(tokens, self.hash_buckets)
+            out.append(tf.cast(tf.ensure_shape(
+                hashed, [None, None, len(HASHED)]), "int32"))
+        return tuple(out) + (tf.logical_not(is_pad),)
+
+    def compute_output_spec(self, tokens):
+        shape = tuple(tokens.shape)
+        out = [keras.KerasTensor(shape, "int32"),
+               keras.KerasTensor(shape, "int32"),
+               keras.KerasTensor(shape + (self.max_chars,), "int32")]
+        if self.hash_buckets:
+            out.append(keras.KerasTensor(shape + (len(HASHED),), "int32"))
+        return tuple(out) + (keras.KerasTensor(shape, "bool"),)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"vocabulary": self.vocabulary,
+                       "characters": self.characters,
+                       "max_chars": self.max_chars,
+                       "hash_buckets": self.hash_buckets})
+        return config

@@ -1,0 +1,81 @@
+"""The token contract: one normalization rule for vocabulary and graph."""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_resnorm.ner import features as features_lib
+from keras_resnorm.ner.features import TokenFeatures
+from keras_resnorm.ner.train import build_vocabulary
+
+
+def strings(t):
+    return [s.decode("utf-8") for s in np.asarray(t).ravel()]
+
+
+def test_non_ascii_capitals_meet_their_vocabulary_entry():
+    # The vocabulary saw only lower-case forms; the graph must lower-case
+    # "Éire" and "ÖSTERREICH" (non-ASCII capitals) to find them.
+    words, chars = build_vocabulary(
+        [(["éire", "österreich", "éire", "österreich"], ["O"] * 4)], 2)
+    assert words == ["éire", "österreich"]
+    layer = TokenFeatures(words, chars)
+    word_ids = layer(tf.constant([["Éire", "ÖSTERREICH", "Zürich"]]))[0]
+    np.testing.assert_array_equal(word_ids, [[2, 3, 1]])
+
+
+def test_vocabulary_uses_the_graph_rule():
+    tokens = ["Éire", "1996-08-22", "ÉIRE", "ǅemal", "İstanbul"]
+    words, _ = build_vocabulary([(tokens, ["O"] * len(tokens))], 1)
+    assert sorted(words) == sorted(set(strings(
+        features_lib.normalize_words(tf.constant(tokens)))))
+    assert "0000-00-00" in words and "éire" in words
+
+
+def test_shape_prefix_suffix():
+    tokens = tf.constant(["Blackburn", "EU", "1996-08-22", "élan", "a", ""])
+    assert strings(features_lib.word_shape(tokens)) == [
+        "Xxxxx", "XX", "dddd-dd-dd", "xxxx", "x", ""]
+
+
+def test_hashed_features_are_stable_and_in_their_ranges():
+    buckets = 50
+    ids = features_lib.hashed_features(
+        tf.constant([["Blackburn", "blackburn", "Peter", ""]]), buckets).numpy()
+    assert ids.shape == (1, 4, 4)
+    for i in range(4):
+        assert ((ids[..., i] >= i * buckets)
+                & (ids[..., i] < (i + 1) * buckets)).all()
+    # Same normalized form, prefix and suffix; different shape.
+    np.testing.assert_array_equal(ids[0, 0, :3], ids[0, 1, :3])
+    assert ids[0, 0, 3] != ids[0, 1, 3]
+    again = features_lib.hashed_features(tf.constant([["Blackburn"]]),
+                                         buckets).numpy()
+    np.testing.assert_array_equal(again[0, 0], ids[0, 0])
+
+
+def test_suffix_and_prefix_take_utf8_characters():
+    words = features_lib.normalize_words(tf.constant(["Müller", "Aß"]))
+    buckets = 1000
+    ids = features_lib.hashed_features(tf.constant(["Müller", "Aß"]), buckets)
+    expected_suffix = tf.strings.to_hash_bucket_fast(
+        tf.constant(["ler", "aß"]), buckets) + 2 * buckets
+    expected_prefix = tf.strings.to_hash_bucket_fast(
+        tf.constant(["m", "a"]), buckets) + buckets
+    np.testing.assert_array_equal(ids[:, 2], expected_suffix)
+    np.testing.assert_array_equal(ids[:, 1], expected_prefix)
+    assert strings(words) == ["müller", "aß"]
+
+
+def test_feature_outputs_with_and_without_hashing():
+    plain = TokenFeatures(["eu"], list("EU"), max_chars=4)
+    hashed = TokenFeatures(["eu"], list("EU"), max_chars=4, hash_buckets=10)
+    tokens = tf.constant([["EU", "x", ""]])
+    out_plain, out_hashed = plain(tokens), hashed(tokens)
+    assert len(out_plain) == 4 and len(out_hashed) == 5
+    assert out_hashed[3].shape == (1, 3, 4) and out_hashed[3].dtype == tf.int32
+    for a, b in zip(out_plain[:3] + out_plain[3:], out_hashed[:3]
+                    + out_hashed[4:]):
+        np.testing.assert_array_equal(a, b)
+    config = hashed.get_config()
+    assert config["hash_buckets"] == 10
+    assert TokenFeatures.from_config(config).hash_buckets == 10
