@@ -8,9 +8,13 @@ from keras_resnorm.ner.train import TrainConfig
 
 
 def tiny_config(run_dir, **overrides):
+    # One BiLSTM block (the default) and one Transformer block, so both
+    # encoder paths run; dropout as low as the old default, so a few epochs
+    # on the built-in corpus learn.
     model = ModelConfig(layers=1, heads=2, d_model=32, intermediate_dim=64,
                         word_dim=16, char_dim=8, char_filters=16,
-                        max_length=32)
+                        max_length=32, dropout=0.1, hash_buckets=200,
+                        hash_dim=8)
     values = dict(run_dir=str(run_dir), epochs=2, batch_size=16,
                   learning_rate=3e-3, patience=5, model=model)
     values.update(overrides)

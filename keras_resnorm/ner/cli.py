@@ -82,6 +82,17 @@ def _add_train_flags(parser, defaults):
                         default=m.intermediate_dim)
     parser.add_argument("--dropout", type=float, default=m.dropout)
     parser.add_argument("--max-length", type=int, default=m.max_length)
+    parser.add_argument("--recurrent-layers", type=int,
+                        default=m.recurrent_layers,
+                        help="BiLSTM blocks (each in a ResidualWrapper) "
+                             "before the Transformer blocks")
+    parser.add_argument("--hash-buckets", type=int, default=m.hash_buckets,
+                        help="rows per hashed token feature (normalized "
+                             "form, prefix, suffix, shape); 0: off")
+    parser.add_argument("--hash-dim", type=int, default=m.hash_dim)
+    parser.add_argument("--crf", action=argparse.BooleanOptionalAction,
+                        default=m.crf,
+                        help="linear-chain CRF output (Viterbi decoding)")
 
 
 def _train_config(args):
@@ -98,7 +109,10 @@ def _train_config(args):
                         heads=args.heads, d_model=args.d_model,
                         intermediate_dim=args.intermediate_dim,
                         dropout=args.dropout, attention_dropout=args.dropout,
-                        max_length=args.max_length)
+                        max_length=args.max_length,
+                        recurrent_layers=args.recurrent_layers,
+                        hash_buckets=args.hash_buckets,
+                        hash_dim=args.hash_dim, crf=args.crf)
     return TrainConfig(
         run_dir=args.run_dir, data_dir=args.data_dir, download=args.download,
         scheme=args.scheme, cache_dir=args.cache_dir, epochs=args.epochs,
@@ -206,7 +220,7 @@ def build_parser():
                           "found, else the built-in corpus)")
     _add_train_flags(demo, dataclasses.replace(
         TrainConfig(), run_dir=os.path.join("runs", "ner-demo"),
-        max_minutes=3.0, epochs=5, patience=4))
+        max_minutes=3.0, epochs=6, patience=4))
     train = sub.add_parser("train", help="train a tagger")
     _add_train_flags(train, TrainConfig())
 

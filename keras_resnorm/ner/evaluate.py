@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnorm.ner.data import PAD
-from keras_resnorm.ner.model import max_length, tag_names
+from keras_resnorm.ner.model import decoder, max_length, tag_names
 
 
 def predict_tags(model, token_lists, batch_size=64, forward=None):
@@ -20,7 +20,7 @@ def predict_tags(model, token_lists, batch_size=64, forward=None):
         model: a tagger built by `build_model`.
         token_lists: list of lists of token strings.
         batch_size: sentences per forward pass.
-        forward: optional compiled forward function (tokens -> logits).
+        forward: optional compiled `make_forward(model)`.
 
     Returns:
         A list of tag lists, one tag per input token.
@@ -41,8 +41,7 @@ def predict_tags(model, token_lists, batch_size=64, forward=None):
         batch = np.full((len(chunk), width), PAD, dtype=object)
         for row, (_, _, window) in enumerate(chunk):
             batch[row, : len(window)] = window
-        ids = np.argmax(np.asarray(forward(tf.constant(batch.astype(str)))),
-                        axis=-1)
+        ids = np.asarray(forward(tf.constant(batch.astype(str)))[0])
         for row, (i, start, window) in enumerate(chunk):
             for j in range(len(window)):
                 out[i][start + j] = tags[ids[row, j]]
@@ -50,9 +49,9 @@ def predict_tags(model, token_lists, batch_size=64, forward=None):
 
 
 def make_forward(model):
-    """A tf.function forward pass that retraces little across lengths."""
-    return tf.function(lambda t: model(t, training=False),
-                       reduce_retracing=True)
+    """tokens -> (tag ids, confidence) as a tf.function (`model.decoder`)
+    that retraces little across lengths."""
+    return tf.function(decoder(model), reduce_retracing=True)
 
 
 def entity_scores(true_tags, pred_tags):

@@ -18,7 +18,8 @@ Signatures (batch is the first dimension of every input and output):
 - `serving_default`: `text` tf.string `[batch]`, one sentence per element,
   tokenized in the graph -> `tokens` and `tags` (tf.string `[batch, time]`,
   padded with ""), `confidence` (float32 `[batch, time]`, the tag's
-  probability, 0 on padding), `lengths` (int32 `[batch]`).
+  probability: with a CRF the marginal probability of the Viterbi tag; 0
+  on padding), `lengths` (int32 `[batch]`).
 - `tag_tokens`: `tokens` tf.string `[batch, time]` and `lengths` int32
   `[batch]`, for clients that tokenize themselves; the same outputs.
 
@@ -36,7 +37,7 @@ import keras
 import tensorflow as tf
 
 from keras_resnorm.ner.data import tokenize_text
-from keras_resnorm.ner.model import max_length, tag_names
+from keras_resnorm.ner.model import decoder, max_length, tag_names
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 WARMUP_SENTENCES = (
@@ -53,9 +54,9 @@ def _tag_fn(model, xla):
     """tokens [b, t] padded with "", lengths [b] -> the four outputs."""
     tag_table = tag_names(model)
     window = max_length(model)
-    forward = lambda tokens: model(tokens, training=False)  # noqa: E731
+    decode = decoder(model)
     if xla:
-        forward = tf.function(forward, jit_compile=True)
+        decode = tf.function(decode, jit_compile=True)
 
     def tag(tokens, lengths):
         tags_const = tf.constant(tag_table)
@@ -67,13 +68,14 @@ def _tag_fn(model, xla):
         padded = tf.pad(tokens, [[0, 0], [0, windows * window - width]],
                         constant_values="")
         flat = tf.reshape(padded, [batch * windows, window])
-        probs = tf.nn.softmax(forward(flat), axis=-1)
-        probs = tf.reshape(probs, [batch, windows * window, -1])[:, :width]
-        ids = tf.argmax(probs, axis=-1, output_type=tf.int32)
+        ids, confidence = decode(flat)
+        ids = tf.reshape(ids, [batch, windows * window])[:, :width]
+        confidence = tf.reshape(confidence,
+                                [batch, windows * window])[:, :width]
         valid = tf.sequence_mask(lengths, width)
         return {"tokens": tf.where(valid, tokens, ""),
                 "tags": tf.where(valid, tf.gather(tags_const, ids), ""),
-                "confidence": tf.where(valid, tf.reduce_max(probs, -1), 0.0),
+                "confidence": tf.where(valid, confidence, 0.0),
                 "lengths": tf.cast(lengths, tf.int32)}
     return tag
 

@@ -1,19 +1,23 @@
-"""The NER model: raw string tokens in, tag logits out, one functional graph.
+"""The NER model: raw string tokens in, tag scores out, one functional graph.
 
 ```
-tokens (string)  ->  TokenFeatures  ->  word ids, casing ids, character ids, mask
-core:  word embedding | character CNN | casing embedding  ->  Dense(d_model)
-  + PositionEmbedding (keras-nlp)  ->  TransformerEncoder (keras_resnorm)
-  ->  TagLogits (Dense over the tag set, which it stores)
+tokens (string)  ->  TokenFeatures (features.py)  ->  word ids, casing ids,
+                     character ids, [hashed feature ids], mask
+core:  word embedding | character CNN | casing embedding | [hash embedding]
+  ->  Dense(d_model)  [+ PositionEmbedding (keras-nlp)]
+  ->  [BiLSTM blocks, each in a ResidualWrapper]
+  ->  [TransformerEncoder (keras_resnorm)]
+  ->  TagLogits (Dense over the tag set, which it stores)  ->  [CRF]
 ```
 
-The core is a nested functional model, trained under XLA on features the
-tf.data pipeline computes; the saved tagger wraps features and core.
+The core is a nested functional model, trained on features the tf.data
+pipeline computes; the saved tagger wraps features and core. `decoder`
+turns the tag scores into tags (Viterbi with a CRF, argmax without) for
+evaluation, `Tagger` and the export alike.
 
-All preprocessing (lower-casing, digit folding, vocabulary lookup with an
-out-of-vocabulary bucket, casing classes, UTF-8 character split) is inside
-the graph, so a saved model takes raw tokens. The padding mask ("" tokens)
-goes to the encoder explicitly: keras-nlp's PositionEmbedding drops masks.
+All preprocessing is inside the graph, so a saved model takes raw tokens.
+The padding mask ("" tokens) goes to the encoder explicitly: keras-nlp's
+PositionEmbedding drops masks.
 """
 
 import dataclasses
@@ -21,106 +25,46 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from keras_resnorm.layers import TransformerEncoder
+from keras_resnorm.layers import ResidualWrapper, TransformerEncoder
+from keras_resnorm.layers import normalization
+from keras_resnorm.ner import crf as crf_lib
+from keras_resnorm.ner import features as features_lib
 
-PAD = ""
-# Casing classes; 0 is padding.
-CASES = ("pad", "lower", "upper", "title", "digit", "other")
+# The token contract (normalization, casing, characters, hashed features)
+# lives in features.py; re-exported here for the layers' old import path.
+PAD = features_lib.PAD
+CASES = features_lib.CASES
+TokenFeatures = features_lib.TokenFeatures
 
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Architecture of the tagger; every field is a CLI flag."""
+    """Architecture of the tagger; every field is a CLI flag.
+
+    `recurrent_layers` BiLSTM blocks (each inside a `ResidualWrapper`) run
+    before the `layers` Transformer blocks; either may be 0. `hash_buckets`
+    > 0 adds the hashed token features of `features.py`, each embedded in
+    `hash_dim` dimensions. `crf` puts a linear-chain CRF on the tag scores.
+    """
 
     norm: str = "layer"
     placement: str = "pre"
     branch_scale: object = None
-    layers: int = 4
+    layers: int = 0
     heads: int = 4
-    d_model: int = 128
+    d_model: int = 256
     intermediate_dim: int = 256
-    dropout: float = 0.1
+    dropout: float = 0.3
     attention_dropout: float = 0.1
     word_dim: int = 100
     char_dim: int = 32
     char_filters: int = 64
     max_chars: int = 16
     max_length: int = 128
-
-
-@keras.saving.register_keras_serializable(package="keras_resnorm")
-class TokenFeatures(keras.layers.Layer):
-    """String tokens -> (word ids, casing ids, character ids, mask), in graph.
-
-    Words are lower-cased with digits folded to 0, then looked up in
-    `vocabulary` (index 0 padding, 1 out of vocabulary). Characters come
-    from a UTF-8 split with invalid bytes replaced by U+FFFD, truncated to
-    `max_chars`, and looked up in `characters`. The mask is True on
-    real tokens, False on "" padding.
-    """
-
-    def __init__(self, vocabulary, characters, max_chars=16, **kwargs):
-        super().__init__(**kwargs)
-        self.vocabulary = list(vocabulary)
-        self.characters = list(characters)
-        self.max_chars = max_chars
-        self.word_lookup = keras.layers.StringLookup(
-            vocabulary=self.vocabulary, mask_token=PAD, num_oov_indices=1,
-            name="word_lookup")
-        self.char_lookup = keras.layers.StringLookup(
-            vocabulary=self.characters, mask_token=PAD, num_oov_indices=1,
-            name="char_lookup")
-
-    def build(self, input_shape):
-        self.word_lookup.build(input_shape)
-        self.char_lookup.build(tuple(input_shape) + (self.max_chars,))
-
-    @property
-    def word_vocabulary_size(self):
-        return len(self.vocabulary) + 2
-
-    @property
-    def char_vocabulary_size(self):
-        return len(self.characters) + 2
-
-    def call(self, tokens):
-        tokens = tf.convert_to_tensor(tokens, tf.string)
-        words = tf.strings.regex_replace(tf.strings.lower(tokens), r"[0-9]", "0")
-        word_ids = self.word_lookup(words)
-        is_pad = tf.equal(tokens, PAD)
-        lower = tf.strings.regex_full_match(tokens, r"[^A-Z]*[a-z][^A-Z]*")
-        upper = tf.strings.regex_full_match(tokens, r"[^a-z]*[A-Z][^a-z]*")
-        title = tf.strings.regex_full_match(tokens, r"[A-Z][^A-Z]*")
-        digit = tf.strings.regex_full_match(tokens, r".*[0-9].*")
-        case = tf.where(digit, 4, 5)
-        case = tf.where(title, 3, case)
-        case = tf.where(upper, 2, case)
-        case = tf.where(lower, 1, case)
-        case_ids = tf.where(is_pad, 0, case)
-        chars = tf.strings.unicode_split(tokens, "UTF-8", errors="replace")
-        # to_tensor with an explicit shape truncates to max_chars and keeps
-        # the batch and time sizes even when they are 0.
-        shape = tf.concat([tf.shape(tokens, out_type=tf.int64),
-                           [self.max_chars]], axis=0)
-        char_ids = self.char_lookup(
-            chars.to_tensor(default_value=PAD, shape=shape))
-        char_ids = tf.ensure_shape(char_ids, [None, None, self.max_chars])
-        return (tf.cast(word_ids, "int32"), tf.cast(case_ids, "int32"),
-                tf.cast(char_ids, "int32"), tf.logical_not(is_pad))
-
-    def compute_output_spec(self, tokens):
-        shape = tuple(tokens.shape)
-        return (keras.KerasTensor(shape, "int32"),
-                keras.KerasTensor(shape, "int32"),
-                keras.KerasTensor(shape + (self.max_chars,), "int32"),
-                keras.KerasTensor(shape, "bool"))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"vocabulary": self.vocabulary,
-                       "characters": self.characters,
-                       "max_chars": self.max_chars})
-        return config
+    recurrent_layers: int = 1
+    hash_buckets: int = 5000
+    hash_dim: int = 32
+    crf: bool = True
 
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
@@ -162,65 +106,147 @@ class CharEncoder(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
 class TagLogits(keras.layers.Dense):
-    """Per-token logits over a tag set that the layer stores by name."""
+    """Per-token logits over a tag set that the layer stores by name.
 
-    def __init__(self, tags, **kwargs):
+    It also stores the window length the tagger was trained for
+    (`max_length`), which the Transformer's position table used to carry.
+    """
+
+    def __init__(self, tags, max_length=None, **kwargs):
         kwargs.pop("units", None)
         super().__init__(len(tags), **kwargs)
         self.tags = list(tags)
+        self.max_length = max_length
 
     def get_config(self):
         config = super().get_config()
         config["tags"] = self.tags
+        config["max_length"] = self.max_length
         return config
+
+
+def _recurrent_block(config, index):
+    """A BiLSTM branch inside a ResidualWrapper: the wrapper takes any layer."""
+    lstm = keras.layers.LSTM(config.d_model // 2, return_sequences=True)
+    return ResidualWrapper(
+        keras.layers.Bidirectional(lstm, name=f"bilstm_{index}"),
+        norm=config.norm, placement=config.placement,
+        branch_scale=config.branch_scale, dropout=config.dropout,
+        # DeepNorm and LayerScale constants come from the stack's depth.
+        depth=config.recurrent_layers + config.layers,
+        name=f"recurrent_{index}")
 
 
 def build_model(config, vocabulary, characters, tags):
     """The tagger: raw tokens -> TokenFeatures -> the trainable core.
 
-    Returns `(tagger, features, core)`. `core` takes the four feature
-    tensors and is what `fit` trains under XLA (string ops do not compile);
-    the tf.data pipeline applies `features` to each batch. `tagger` chains
-    the two and shares their weights, so saving it saves the trained model
-    with its preprocessing.
+    Returns `(tagger, features, core)`. `core` takes the feature tensors
+    (`features(tokens)`, in order) and is what `fit` trains (string ops do
+    not compile under XLA); the tf.data pipeline applies `features` to each
+    batch. `tagger` chains the two and shares their weights, so saving it
+    saves the trained model with its preprocessing. The tagger outputs tag
+    scores; `decoder(tagger)` turns them into tags.
     """
     import keras_nlp
 
     features = TokenFeatures(vocabulary, characters, config.max_chars,
+                             hash_buckets=config.hash_buckets,
                              name="token_features")
     word_ids = keras.Input((None,), dtype="int32", name="word_ids")
     case_ids = keras.Input((None,), dtype="int32", name="case_ids")
     char_ids = keras.Input((None, config.max_chars), dtype="int32",
                            name="char_ids")
     mask = keras.Input((None,), dtype="bool", name="mask")
-    words = keras.layers.Embedding(features.word_vocabulary_size,
-                                   config.word_dim,
-                                   name="word_embedding")(word_ids)
-    chars = CharEncoder(features.char_vocabulary_size, config.char_dim,
-                        config.char_filters, name="char_encoder")(char_ids)
-    cases = keras.layers.Embedding(len(CASES), 8,
-                                   name="case_embedding")(case_ids)
-    h = keras.layers.Concatenate(name="features")([words, chars, cases])
+    inputs = [word_ids, case_ids, char_ids]
+    parts = [
+        keras.layers.Embedding(features.word_vocabulary_size, config.word_dim,
+                               name="word_embedding")(word_ids),
+        CharEncoder(features.char_vocabulary_size, config.char_dim,
+                    config.char_filters, name="char_encoder")(char_ids),
+        keras.layers.Embedding(len(CASES), 8, name="case_embedding")(case_ids),
+    ]
+    if config.hash_buckets:
+        hash_ids = keras.Input((None, len(features_lib.HASHED)),
+                               dtype="int32", name="hash_ids")
+        inputs.append(hash_ids)
+        hashed = keras.layers.Embedding(
+            len(features_lib.HASHED) * config.hash_buckets, config.hash_dim,
+            name="hash_embedding")(hash_ids)
+        parts.append(keras.layers.Reshape(
+            (-1, len(features_lib.HASHED) * config.hash_dim),
+            name="hash_features")(hashed))
+    inputs.append(mask)
+    h = keras.layers.Concatenate(name="features")(parts)
     h = keras.layers.Dense(config.d_model, name="input_projection")(h)
-    positions = keras_nlp.layers.PositionEmbedding(
-        config.max_length, name="position_embedding")(h)
-    h = keras.layers.Add(name="add_positions")([h, positions])
+    if config.layers:
+        positions = keras_nlp.layers.PositionEmbedding(
+            config.max_length, name="position_embedding")(h)
+        h = keras.layers.Add(name="add_positions")([h, positions])
     h = keras.layers.Dropout(config.dropout, name="input_dropout")(h)
-    h = TransformerEncoder(
-        num_layers=config.layers, num_heads=config.heads,
-        intermediate_dim=config.intermediate_dim, norm=config.norm,
-        placement=config.placement, branch_scale=config.branch_scale,
-        dropout=config.dropout, attention_dropout=config.attention_dropout,
-        intermediate_dropout=config.dropout, name="encoder",
-    )(h, mask=mask)
-    logits = TagLogits(tags, dtype="float32", name="tag_logits")(h)
-    core = keras.Model([word_ids, case_ids, char_ids, mask], logits,
-                       name="ner_core")
+    for i in range(config.recurrent_layers):
+        h = _recurrent_block(config, i)(h, mask=mask)
+    if config.layers:
+        h = TransformerEncoder(
+            num_layers=config.layers, num_heads=config.heads,
+            intermediate_dim=config.intermediate_dim, norm=config.norm,
+            placement=config.placement, branch_scale=config.branch_scale,
+            dropout=config.dropout,
+            attention_dropout=config.attention_dropout,
+            intermediate_dropout=config.dropout, name="encoder",
+        )(h, mask=mask)
+    elif config.recurrent_layers and config.placement in ("pre", "sandwich"):
+        # A pre-norm stack ends with a norm (TransformerEncoder adds its own).
+        h = normalization(config.norm, name="final_norm")(h)
+    logits = TagLogits(tags, max_length=config.max_length, dtype="float32",
+                       name="tag_logits")(h)
+    if config.crf:
+        logits = crf_lib.CRF(len(tags), name="crf")(logits)
+    core = keras.Model(inputs, logits, name="ner_core")
 
     tokens = keras.Input((None,), dtype="string", name="tokens")
     tagger = keras.Model(tokens, core(list(features(tokens))),
                          name="ner_tagger")
     return tagger, features, core
+
+
+def crf_layer(model):
+    """The tagger's CRF layer, or None when it tags by argmax."""
+    core = _core(model) if _is_tagger(model) else model
+    try:
+        return core.get_layer("crf")
+    except ValueError:
+        return None
+
+
+def decoder(model):
+    """tokens `[batch, time]` ("" padded) -> (tag ids, confidence).
+
+    The one inference rule for evaluation, `Tagger` and the TF Serving
+    export: Viterbi path and marginal probability with a CRF, argmax and
+    softmax probability without.
+    """
+    crf = crf_layer(model)
+
+    def decode(tokens):
+        scores = model(tokens, training=False)
+        if crf is not None:
+            return crf.decode(scores, mask=tf.not_equal(tokens, PAD))
+        probs = tf.nn.softmax(scores, axis=-1)
+        return (tf.argmax(probs, axis=-1, output_type=tf.int32),
+                tf.reduce_max(probs, axis=-1))
+    return decode
+
+
+def loss(model):
+    """The training loss for a core: CRF likelihood or cross-entropy."""
+    crf = crf_layer(model)
+    if crf is not None:
+        return crf_lib.CRFLoss(crf)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _is_tagger(model):
+    return any(layer.name == "ner_core" for layer in model.layers)
 
 
 def _core(model):
@@ -233,4 +259,4 @@ def tag_names(model):
 
 
 def max_length(model):
-    return _core(model).get_layer("position_embedding").sequence_length
+    return _core(model).get_layer("tag_logits").max_length

@@ -42,6 +42,8 @@ from keras_resnorm.ner import distribute
 from keras_resnorm.ner.backup import TrainingBackup
 from keras_resnorm.ner.evaluate import entity_scores, evaluate, make_forward
 from keras_resnorm.ner.evaluate import predict_tags
+from keras_resnorm.ner import features as features_lib
+from keras_resnorm.ner import model as model_lib
 from keras_resnorm.ner.model import ModelConfig, build_model
 
 
@@ -297,16 +299,8 @@ def _prepare_run_dir(config, chief=True):
 
 
 def build_vocabulary(sentences, min_count):
-    counts = {}
-    chars = set()
-    for tokens, _ in sentences:
-        for token in tokens:
-            word = "".join("0" if c.isdigit() and c.isascii() else c
-                           for c in token.lower())
-            counts[word] = counts.get(word, 0) + 1
-            chars.update(token)
-    words = sorted(w for w, n in counts.items() if n >= min_count)
-    return words, sorted(chars)
+    """Words (normalized as the graph does) and characters of `sentences`."""
+    return features_lib.vocabulary([t for t, _ in sentences], min_count)
 
 
 def _build(config, vocab, strategy):
@@ -334,7 +328,7 @@ def _compile(model, config, steps, strategy):
         model.compile(
             optimizer=optimizers.AdamW(
                 schedule, weight_decay=config.weight_decay, clipnorm=1.0),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=model_lib.loss(model),
             weighted_metrics=["accuracy"],
             jit_compile=config.jit_compile,
         )
@@ -393,15 +387,16 @@ def training_dataset(sentences, tags, features, config, first_epoch,
     @tf.autograph.experimental.do_not_convert
     def prepare(epoch, index, batch):
         tokens, tag_ids, weights = batch
-        word_ids, case_ids, char_ids, mask = features(tokens)
+        feats = list(features(tokens))
+        word_ids, mask = feats[0], feats[-1]
         if config.word_dropout:
             # Replace real words by the out-of-vocabulary id (1) at random,
             # so the OOV embedding learns to tag from characters and context.
             draw = tf.random.stateless_uniform(
                 tf.shape(word_ids), tf.stack([seed, epoch * 1_000_003 + index]))
-            word_ids = tf.where((draw < config.word_dropout) & mask, 1,
+            feats[0] = tf.where((draw < config.word_dropout) & mask, 1,
                                 word_ids)
-        return (word_ids, case_ids, char_ids, mask), tag_ids, weights
+        return tuple(feats), tag_ids, weights
 
     ds = data_lib.epochs_dataset(sentences, tags, config.batch_size,
                                  config.model.max_length, config.seed,
@@ -444,7 +439,46 @@ def train(config, corpus=None, extra_callbacks=()):
 
 def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
            write_dir):
-    run_dir = config.run_dir
+    """The run, as the steps a reader can follow one by one."""
+    corpus, train_sentences = _load_corpus(config, corpus, strategy)
+    vocab = _vocabulary(config, train_sentences, corpus.tags, resumed,
+                        write_dir)
+    # Seeded here, not earlier: preparing a corpus through TFDS the first
+    # time draws random numbers that a cached run does not.
+    keras.utils.set_random_seed(config.seed)
+    tagger, features, model = _build(config, vocab, strategy)
+    steps = _steps_per_epoch(config, train_sentences)
+    _compile(model, config, steps, strategy)
+    writer = tf.summary.create_file_writer(
+        os.path.join(write_dir, "logs", "ner"))
+    if not resumed:
+        _log_hparams(writer, config)
+    sample = _sample_batch(config, corpus, vocab, features)
+    f1_callback = EntityF1Checkpoint(
+        tagger, corpus.sentences("valid"), write_dir, config.patience, writer,
+        sum(len(t) for t, _ in train_sentences), strategy)
+    backup = TrainingBackup(
+        os.path.join(write_dir, "backup"), steps, config.backup_steps,
+        states={"entity_f1": f1_callback},
+        restore_directory=os.path.join(config.run_dir, "backup"))
+    if chief:
+        backup.clean()
+    _build_for_fit(model, sample, strategy)
+    with strategy.scope():
+        epoch, skip = backup.restore(model)
+    callbacks = _callbacks(config, write_dir, sample, f1_callback, backup,
+                           extra_callbacks, strategy)
+    train_seconds = _fit(model, config, train_sentences, vocab["tags"],
+                         features, steps, epoch, skip, callbacks,
+                         f1_callback, backup)
+    writer.close()
+    if not chief:
+        return None, None
+    return _finish(config, corpus, f1_callback, train_seconds, strategy)
+
+
+def _load_corpus(config, corpus, strategy):
+    """The corpus (searched unless given) and the training sentences."""
     if corpus is None:
         corpus = data_lib.find_corpus(config.data_dir, config.download,
                                       config.cache_dir, config.scheme)
@@ -456,50 +490,45 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
           f"sentences, tags {corpus.tags}); strategy {config.strategy} "
           f"({strategy.num_replicas_in_sync} replicas), precision "
           f"{config.precision}")
+    return corpus, train_sentences
 
-    vocab_path = os.path.join(run_dir, "vocab.json")
+
+def _vocabulary(config, train_sentences, tags, resumed, write_dir):
+    """The run's vocabularies: saved ones when resuming, else built here."""
+    vocab_path = os.path.join(config.run_dir, "vocab.json")
     if resumed and os.path.exists(vocab_path):
         with open(vocab_path) as f:
-            vocab = json.load(f)
-    else:
-        words, chars = build_vocabulary(train_sentences, config.min_count)
-        vocab = {"words": words, "chars": chars, "tags": corpus.tags}
-        _atomic_write_json(os.path.join(write_dir, "vocab.json"), vocab)
+            return json.load(f)
+    words, chars = build_vocabulary(train_sentences, config.min_count)
+    vocab = {"words": words, "chars": chars, "tags": tags}
+    _atomic_write_json(os.path.join(write_dir, "vocab.json"), vocab)
+    return vocab
 
-    # Seeded here, not earlier: preparing a corpus through TFDS the first
-    # time draws random numbers that a cached run does not.
-    keras.utils.set_random_seed(config.seed)
-    tagger, features, model = _build(config, vocab, strategy)
-    limit = config.model.max_length
-    steps = data_lib.num_batches(train_sentences, config.batch_size, limit)
+
+def _steps_per_epoch(config, train_sentences):
+    steps = data_lib.num_batches(train_sentences, config.batch_size,
+                                 config.model.max_length)
     if steps < 1:
         raise distribute.ConfigError(
             f"no full training batch: fewer training sentences of one length "
             f"bucket than batch_size. Received: batch_size="
             f"{config.batch_size}, {len(train_sentences)} sentences")
-    _compile(model, config, steps, strategy)
+    return steps
 
-    log_dir = os.path.join(write_dir, "logs")
-    writer = tf.summary.create_file_writer(os.path.join(log_dir, "ner"))
-    if not resumed:
-        _log_hparams(writer, config)
-    sample = next(iter(data_lib.make_dataset(
-        corpus.sentences("valid")[:64], vocab["tags"], 64, limit
-    ).map(tf.autograph.experimental.do_not_convert(
+
+def _sample_batch(config, corpus, vocab, features):
+    """64 featurized dev sentences: they build the model and feed the
+    residual-stream diagnostics."""
+    dataset = data_lib.make_dataset(
+        corpus.sentences("valid")[:64], vocab["tags"], 64,
+        config.model.max_length)
+    return next(iter(dataset.map(tf.autograph.experimental.do_not_convert(
         lambda t, g, w: (tuple(features(t)), g, w)))))
-    train_tokens = int(sum(len(t) for t, _ in train_sentences))
-    f1_callback = EntityF1Checkpoint(tagger, corpus.sentences("valid"),
-                                     write_dir, config.patience, writer,
-                                     train_tokens, strategy)
-    backup = TrainingBackup(
-        os.path.join(write_dir, "backup"), steps, config.backup_steps,
-        states={"entity_f1": f1_callback},
-        restore_directory=os.path.join(run_dir, "backup"))
-    if chief:
-        backup.clean()
-    _build_for_fit(model, sample, strategy)
-    with strategy.scope():
-        epoch, skip = backup.restore(model)
+
+
+def _callbacks(config, write_dir, sample, f1_callback, backup,
+               extra_callbacks, strategy):
+    log_dir = os.path.join(write_dir, "logs")
     callbacks = [
         keras.callbacks.TensorBoard(log_dir, write_graph=False),
         ResidualStreamDiagnostics(list(sample[0]), os.path.join(log_dir, "ner"),
@@ -509,11 +538,19 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
     if config.max_minutes:
         callbacks.append(TimeBudget(config.max_minutes * 60, strategy))
     callbacks.extend(extra_callbacks)
+    # Last, so it saves what the callbacks before it have updated.
     callbacks.append(backup)
     os.makedirs(os.path.join(write_dir, "checkpoints"), exist_ok=True)
+    return callbacks
 
-    # A backup taken inside an epoch resumes with the rest of that epoch as
-    # one fit call, then the remaining epochs as another.
+
+def _fit(model, config, train_sentences, tags, features, steps, epoch, skip,
+         callbacks, f1_callback, backup):
+    """Train from (epoch, skip); return the seconds it took.
+
+    A backup taken inside an epoch resumes with the rest of that epoch as
+    one fit call, then the remaining epochs as another.
+    """
     segments = []
     if skip:
         segments.append((epoch, epoch + 1, skip))
@@ -525,19 +562,20 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
         backup.step_offset = skip
         f1_callback.fraction = (steps - skip) / steps
         model.fit(
-            training_dataset(train_sentences, vocab["tags"], features, config,
+            training_dataset(train_sentences, tags, features, config,
                              first, last, skip),
             initial_epoch=first, epochs=last, steps_per_epoch=steps - skip,
             callbacks=callbacks, shuffle=False, verbose="auto")
         if model.stop_training:
             break
-    train_seconds = time.perf_counter() - started
-    writer.close()
-    if not chief:
-        return None, None
+    return time.perf_counter() - started
 
-    best_path = os.path.join(run_dir, "best.keras")
-    best = keras.saving.load_model(best_path, safe_mode=True)
+
+def _finish(config, corpus, f1_callback, train_seconds, strategy):
+    """Score best.keras on test and dev, write metrics, mark the run done."""
+    run_dir = config.run_dir
+    best = keras.saving.load_model(os.path.join(run_dir, "best.keras"),
+                                   safe_mode=True)
     test = evaluate(best, corpus.sentences("test"))
     dev = evaluate(best, corpus.sentences("valid"))
     metrics = {
