@@ -112,6 +112,17 @@ class TrainConfig:
             raise distribute.ConfigError(
                 "cluster_timeout must be a positive number of seconds. "
                 f"Received: cluster_timeout={self.cluster_timeout!r}")
+        for name in ("layers", "recurrent_layers", "hash_buckets"):
+            value = getattr(self.model, name)
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or value < 0:
+                raise distribute.ConfigError(
+                    f"{name} must be an int >= 0. Received: {name}={value!r}")
+        if self.model.hash_buckets and (not isinstance(self.model.hash_dim, int)
+                                        or self.model.hash_dim < 1):
+            raise distribute.ConfigError(
+                "hash_dim must be a positive int when hash_buckets > 0. "
+                f"Received: hash_dim={self.model.hash_dim!r}")
         if not 0 <= self.word_dropout < 1:
             raise distribute.ConfigError(
                 "word_dropout must be in [0, 1). "

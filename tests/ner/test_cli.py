@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 
@@ -60,3 +61,40 @@ def test_bad_flags_exit_with_usage():
         cli.main(["ner", "train", "--norm", "batch"])
     with pytest.raises(SystemExit):
         cli.main(["ner", "train", "--placement", "middle"])
+
+
+def test_model_flags_reach_the_config():
+    from keras_resnorm.ner.model import ModelConfig
+
+    parse = cli.build_parser().parse_args
+    default = cli._train_config(parse(["ner", "train"])).model
+    # --dropout sets the attention dropout too; everything else defaults
+    # to the dataclass.
+    assert default.attention_dropout == default.dropout
+    assert dataclasses.replace(
+        default, attention_dropout=ModelConfig().attention_dropout
+    ) == ModelConfig()
+    assert (default.crf, default.recurrent_layers, default.layers) == (
+        True, 1, 0)
+    model = cli._train_config(parse([
+        "ner", "train", "--no-crf", "--hash-buckets", "0",
+        "--recurrent-layers", "2", "--layers", "3", "--hash-dim", "16"])).model
+    assert (model.crf, model.hash_buckets, model.recurrent_layers,
+            model.layers, model.hash_dim) == (False, 0, 2, 3, 16)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--recurrent-layers", "-1"], "recurrent_layers must be an int >= 0. "
+     "Received: recurrent_layers=-1"),
+    (["--layers", "-2"], "layers must be an int >= 0. Received: layers=-2"),
+    (["--hash-buckets", "-5"], "hash_buckets must be an int >= 0"),
+    (["--hash-dim", "0"], "hash_dim must be a positive int when "
+     "hash_buckets > 0. Received: hash_dim=0"),
+])
+def test_bad_model_flags_fail_in_one_line(flags, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["ner", "train", "--run-dir", str(tmp_path / "run")]
+                 + flags)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
