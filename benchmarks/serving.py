@@ -1,6 +1,6 @@
 """Serving latency and throughput: TF C API (TF Serving's path) vs in-process.
 
-    python -m benchmarks.serving --model runs/bench/conll2003/best.keras
+    python -m benchmarks.serving --model runs/bench/ours-seed0/best.keras
 
 Exports the tagger, then measures one-sentence latency (p50, p99) and
 throughput at batch 1, 8 and 64 three ways: through TensorFlow's C API in

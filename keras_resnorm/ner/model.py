@@ -31,7 +31,7 @@ from keras_resnorm.ner import crf as crf_lib
 from keras_resnorm.ner import features as features_lib
 
 # The token contract (normalization, casing, characters, hashed features)
-# lives in features.py; re-exported here for the layers' old import path.
+# lives in features.py; re-exported where the package imported them from.
 PAD = features_lib.PAD
 CASES = features_lib.CASES
 TokenFeatures = features_lib.TokenFeatures
