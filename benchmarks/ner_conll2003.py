@@ -128,14 +128,15 @@ def main_benchmark(args, argv, machine):
         "Headline: test entity-level micro F1 (seqeval, IOB2), the model of "
         "each run chosen on valid.txt. Both systems train from scratch (no "
         "pretrained embeddings or vectors), on the same sentences, with the "
-        "same wall-clock budget, one after the other in this process; "
-        "nothing else ran on the machine.\n",
+        "same wall-clock budget, one after the other in this process. "
+        f"Else running on the machine: {args.others}.\n",
         table, "",
         f"Ours, test entity F1 over seeds {args.seeds}: mean (range) "
         f"{_spread(mean)}; dev {_spread(summary(runs, 'dev_entity_f1'))}.",
     ]
     payload = {"machine": machine,
                "command": common.command("benchmarks.ner_conll2003", argv),
+               "others_running": args.others,
                "budget_minutes": minutes,
                "max_train_sentences": args.max_train_sentences,
                "runs": runs, "summary": {"test_entity_f1": mean},
@@ -179,11 +180,12 @@ def ablation(args, argv, machine):
                         f"{minutes:g}-minute budget, seeds {args.seeds}",
                         "benchmarks.ner_conll2003", argv, machine)
           + "Test and dev entity-level micro F1 (seqeval), mean and range "
-          "over the seeds; nothing else ran on the machine.\n\n"
+          f"over the seeds. Else running on the machine: {args.others}.\n\n"
           + common.markdown_table(rows, list(rows[0])) + "\n")
     common.write("ner-ablation", {
         "machine": machine,
         "command": common.command("benchmarks.ner_conll2003", argv),
+        "others_running": args.others,
         "budget_minutes": minutes, "rows": rows, "runs": runs}, md)
 
 
@@ -224,6 +226,9 @@ def main(argv=None):
     parser.add_argument("--ablation", action="store_true")
     parser.add_argument("--variants", action="store_true")
     parser.add_argument("--run-root", default=os.path.join("runs", "bench"))
+    parser.add_argument("--others", default="not recorded",
+                        help="what else ran on the machine meanwhile, for "
+                             "the results file (say 'nothing')")
     args = parser.parse_args(argv)
     machine = common.machine()
     if args.ablation:
