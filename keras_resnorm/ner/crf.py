@@ -261,6 +261,15 @@ class CRFLoss(keras.losses.Loss):
             tokens = tf.cast(tf.size(y_true), tf.float32)
         else:
             tokens = tf.reduce_sum(tf.cast(mask, tf.float32))
+        # Under a tf.distribute strategy each replica sees part of the
+        # global batch and Keras sums the replicas' gradients (its own
+        # losses divide by the replica count first). Divided by the global
+        # token count, this replica's loss is its share of the global batch
+        # loss, so the sum is the single-device loss; dividing by each
+        # replica's own count would weight tokens unequally.
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            tokens = context.all_reduce(tf.distribute.ReduceOp.SUM, tokens)
         return -tf.reduce_sum(ll) / tf.maximum(tokens, 1.0)
 
     def call(self, y_true, y_pred):

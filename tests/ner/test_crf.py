@@ -1,6 +1,10 @@
 """The CRF against brute-force enumeration of every tag path, in float64."""
 
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
 
 import keras
 import numpy as np
@@ -199,3 +203,54 @@ def test_low_precision_emissions_keep_float32_scores(policy):
     finally:
         keras.config.set_dtype_policy(previous)
     assert all(w.dtype == "float32" for w in layer.weights)
+
+
+MIRRORED = textwrap.dedent("""
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from keras_resnorm.ner.crf import CRF, CRFLoss
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 6, 4)).astype("float32")
+    y = rng.integers(0, 3, size=(16, 6)).astype("int32")
+    # Replica 0 gets the first 8 sentences (2 tokens each), replica 1 the
+    # last 8 (6 tokens each): unequal token counts per replica.
+    w = np.ones((16, 6), "float32")
+    w[:8, 2:] = 0.0
+
+    def train(strategy):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            inputs = keras.Input((None, 4))
+            crf = CRF(3, name="crf")
+            model = keras.Model(inputs, crf(keras.layers.Dense(3)(inputs)))
+            model.compile(keras.optimizers.SGD(0.5), CRFLoss(crf))
+        model.fit(x, y, sample_weight=w, batch_size=16, epochs=3, verbose=0,
+                  shuffle=False)
+        return np.concatenate([v.ravel() for v in model.get_weights()])
+
+    two = tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"],
+        cross_device_ops=tf.distribute.ReductionToOneDevice())
+    reference = train(tf.distribute.get_strategy())
+    print("moved", np.abs(reference - train(tf.distribute.get_strategy())
+                          ).max(), np.abs(reference).max())
+    print("diff", np.abs(train(two) - reference).max())
+""")
+
+
+def test_two_replicas_with_unequal_token_counts_take_the_one_device_step():
+    out = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True,
+                         text=True, timeout=300,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    values = {line.split()[0]: [float(v) for v in line.split()[1:]]
+              for line in out.stdout.splitlines()
+              if line.startswith(("moved", "diff"))}
+    # One device is deterministic here, and training moved the weights.
+    assert values["moved"][0] == 0.0 and values["moved"][1] > 0.1, values
+    assert values["diff"][0] < 1e-5, values
