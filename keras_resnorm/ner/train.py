@@ -39,11 +39,11 @@ from keras_resnorm import optimizers
 from keras_resnorm.callbacks import ResidualStreamDiagnostics
 from keras_resnorm.ner import data as data_lib
 from keras_resnorm.ner import distribute
+from keras_resnorm.ner import features as features_lib
+from keras_resnorm.ner import model as model_lib
 from keras_resnorm.ner.backup import TrainingBackup
 from keras_resnorm.ner.evaluate import entity_scores, evaluate, make_forward
 from keras_resnorm.ner.evaluate import predict_tags
-from keras_resnorm.ner import features as features_lib
-from keras_resnorm.ner import model as model_lib
 from keras_resnorm.ner.model import ModelConfig, build_model
 
 
@@ -403,6 +403,8 @@ def training_dataset(sentences, tags, features, config, first_epoch,
         if config.word_dropout:
             # Replace real words by the out-of-vocabulary id (1) at random,
             # so the OOV embedding learns to tag from characters and context.
+            # The hashed features (the normalized form's among them) are
+            # kept: only the vocabulary id is dropped.
             draw = tf.random.stateless_uniform(
                 tf.shape(word_ids), tf.stack([seed, epoch * 1_000_003 + index]))
             feats[0] = tf.where((draw < config.word_dropout) & mask, 1,
