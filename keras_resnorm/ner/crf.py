@@ -75,13 +75,13 @@ def log_likelihood(emissions, tags, transitions, start, end, mask=None):
     last = tf.gather(tags, tf.maximum(lengths - 1, 0), batch_dims=1)
     gold += tf.gather(end, last)
 
-    alphas = _forward_scores(emissions, transitions, start, mask)
-    log_z = tf.reduce_logsumexp(alphas[-1] + end[None, :], axis=1)
+    _, log_z = _forward_scores(emissions, transitions, start, end, mask)
     return tf.where(lengths > 0, gold - log_z, 0.0)
 
 
-def _forward_scores(emissions, transitions, start, mask):
-    """alpha_t for every step, time-major `[time, batch, num_tags]`."""
+def _forward_scores(emissions, transitions, start, end, mask):
+    """alpha_t for every step, time-major `[time, batch, num_tags]`, and
+    log Z `[batch]`."""
     first = start[None, :] + emissions[:, 0]
 
     def step(alpha, inputs):
@@ -92,15 +92,15 @@ def _forward_scores(emissions, transitions, start, mask):
 
     rest = tf.scan(step, (_time_major(emissions)[1:], _time_major(mask)[1:]),
                    initializer=first)
-    return tf.concat([first[None], rest], axis=0)
+    alphas = tf.concat([first[None], rest], axis=0)
+    return alphas, tf.reduce_logsumexp(alphas[-1] + end[None, :], axis=1)
 
 
 def log_partition(emissions, transitions, start, end, mask=None):
     """`log Z` per sentence (forward algorithm), `[batch]` float32."""
     emissions, mask, transitions, start, end = _prepare(
         emissions, mask, transitions, start, end)
-    alphas = _forward_scores(emissions, transitions, start, mask)
-    return tf.reduce_logsumexp(alphas[-1] + end[None, :], axis=1)
+    return _forward_scores(emissions, transitions, start, end, mask)[1]
 
 
 def marginals(emissions, transitions, start, end, mask=None):
@@ -108,8 +108,7 @@ def marginals(emissions, transitions, start, end, mask=None):
     width = tf.shape(emissions)[1]
     emissions, mask, transitions, start, end = _prepare(
         emissions, mask, transitions, start, end)
-    alphas = _forward_scores(emissions, transitions, start, mask)
-    log_z = tf.reduce_logsumexp(alphas[-1] + end[None, :], axis=1)
+    alphas, log_z = _forward_scores(emissions, transitions, start, end, mask)
     # beta_t[i] = log sum over the rest of the path after tag i at step t;
     # padded steps carry the end scores back unchanged.
     emit_tm = _time_major(emissions)
