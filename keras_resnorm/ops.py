@@ -20,6 +20,7 @@ from keras import ops
 __all__ = [
     "layer_norm",
     "rms_norm",
+    "std_scale",
     "scale_norm",
     "dynamic_tanh",
     "fused_add_norm",
@@ -260,6 +261,31 @@ def rms_norm(x, gamma=None, axis=-1, epsilon=1e-6, unit_offset=False,
     """
     return _norm(x, gamma, None, axis, epsilon, False, unit_offset, dtype,
                  fused)
+
+
+def std_scale(x, gamma=None, axis=-1, epsilon=1e-3, unit_offset=False,
+              dtype=None):
+    """Keras's `layer_normalization(..., rms_scaling=True)`, in float32.
+
+    ```
+    y = x / sqrt(var(x) + epsilon) * gamma
+    ```
+    The input is divided by its standard deviation about the mean, but not
+    centered. This is not RMSNorm (Zhang & Sennrich 2019 divide by
+    `sqrt(mean(x ** 2))`, see `rms_norm`); the two agree only on rows of
+    mean zero. It exists so that `LayerNormalization(rms_scaling=True)`
+    gives Keras's numbers.
+    """
+    ndim = len(x.shape)
+    axes = _as_axes(axis, ndim)
+    xf = ops.cast(x, "float32")
+    centered = xf - ops.mean(xf, axis=axes, keepdims=True)
+    variance = ops.mean(ops.square(centered), axis=axes, keepdims=True)
+    y = xf * ops.rsqrt(variance + epsilon)
+    gamma = _broadcast(_scale(gamma, unit_offset), axes, ndim, x.shape)
+    if gamma is not None:
+        y = y * gamma
+    return ops.cast(y, _out_dtype(x, dtype))
 
 
 def scale_norm(x, g=None, axis=-1, epsilon=1e-5, dtype=None):

@@ -74,7 +74,7 @@ class NormalizationBase(keras.layers.Layer):
         self.epsilon = float(epsilon)
         self.supports_masking = True
 
-    def _resolve_axes(self, input_shape):
+    def _resolve_axes(self, input_shape, check_known=True):
         rank = len(input_shape)
         axes = [self.axis] if isinstance(self.axis, int) else self.axis
         for a in axes:
@@ -89,7 +89,7 @@ class NormalizationBase(keras.layers.Layer):
                 f"axis names the same dimension twice. Received: axis={self.axis}"
             )
         for a in resolved:
-            if input_shape[a] is None:
+            if check_known and input_shape[a] is None:
                 raise ValueError(
                     f"The normalized dimension {a} must be known when the "
                     f"layer is built. Received: input_shape={tuple(input_shape)}"
@@ -97,8 +97,32 @@ class NormalizationBase(keras.layers.Layer):
         return resolved
 
     def build(self, input_shape):
-        self._axes = self._resolve_axes(input_shape)
-        self._param_shape = tuple(input_shape[a] for a in self._axes)
+        axes = self._resolve_axes(input_shape)
+        self._built_input_shape = tuple(input_shape)
+        self._param_shape = tuple(input_shape[a] for a in axes)
+
+    def axes_for(self, inputs):
+        """The normalized axes of `inputs`, resolved for its own rank.
+
+        `axis` keeps its sign, as in Keras: `-1` is the last axis of every
+        input, a non-negative axis counts from the front. A layer built at
+        one rank and called at another normalizes the right dimensions, or
+        raises a ValueError naming both shapes when the normalized sizes
+        differ from the built ones (the weights could not apply).
+        """
+        shape = tuple(inputs.shape)
+        axes = self._resolve_axes(shape, check_known=False)
+        sizes = tuple(shape[a] for a in axes)
+        expected = getattr(self, "_param_shape", None)
+        if expected is not None and any(
+                s is not None and s != e for s, e in zip(sizes, expected)):
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' was built for inputs "
+                f"of shape {self._built_input_shape}, normalizing sizes "
+                f"{expected} over axis={self.axis}; the inputs have sizes "
+                f"{sizes} there. Received: inputs.shape={shape}"
+            )
+        return axes
 
     def _add_norm_weight(self, name, initializer, regularizer=None,
                          constraint=None, shape=None):
@@ -132,15 +156,21 @@ class GainNormalization(NormalizationBase):
 
     use_mean = True
 
-    def __init__(self, axis, epsilon, center, scale, unit_offset,
+    def __init__(self, *, axis, epsilon, center, scale, unit_offset,
                  beta_initializer, gamma_initializer, beta_regularizer,
                  gamma_regularizer, beta_constraint, gamma_constraint, fused,
-                 **kwargs):
+                 rms_scaling=False, **kwargs):
         super().__init__(axis=axis, epsilon=epsilon, **kwargs)
         self.center = bool(center)
         self.scale = bool(scale)
         self.unit_offset = bool(unit_offset)
+        self.rms_scaling = bool(rms_scaling)
         self.fused = check_fused(fused)
+        if self.rms_scaling and self.fused is True:
+            raise ValueError(
+                "fused=True has no kernel for rms_scaling=True; pass "
+                "fused='auto' or False. Received: fused=True"
+            )
         if gamma_initializer is None:
             gamma_initializer = "zeros" if unit_offset else "ones"
         self.beta_initializer = initializers.get(beta_initializer)
@@ -154,12 +184,13 @@ class GainNormalization(NormalizationBase):
         super().build(input_shape)
         self.gamma = None
         self.beta = None
-        if self.scale:
+        # As in Keras: rms_scaling=True always has a gain and never an offset.
+        if self.scale or self.rms_scaling:
             self.gamma = self._add_norm_weight(
                 "gamma", self.gamma_initializer, self.gamma_regularizer,
                 self.gamma_constraint,
             )
-        if self.center:
+        if self.center and not self.rms_scaling:
             self.beta = self._add_norm_weight(
                 "beta", self.beta_initializer, self.beta_regularizer,
                 self.beta_constraint,
@@ -169,7 +200,13 @@ class GainNormalization(NormalizationBase):
         from keras_resnorm import ops as rn_ops
 
         check_floating_input(self, inputs)
-        common = dict(axis=self._axes, epsilon=self.epsilon,
+        axes = self.axes_for(inputs)
+        if self.rms_scaling:
+            return rn_ops.std_scale(inputs, self.gamma, axis=axes,
+                                    epsilon=self.epsilon,
+                                    unit_offset=self.unit_offset,
+                                    dtype=self.compute_dtype)
+        common = dict(axis=axes, epsilon=self.epsilon,
                       unit_offset=self.unit_offset, dtype=self.compute_dtype,
                       fused=self.fused)
         if self.use_mean:
@@ -186,6 +223,7 @@ class GainNormalization(NormalizationBase):
             gamma_constraint=self.gamma_constraint))
         if self.use_mean:
             config["center"] = self.center
+            config["rms_scaling"] = self.rms_scaling
             config.update(serialize_weight_options(
                 beta_initializer=self.beta_initializer,
                 beta_regularizer=self.beta_regularizer,

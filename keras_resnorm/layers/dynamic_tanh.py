@@ -87,7 +87,7 @@ class DynamicTanh(NormalizationBase):
     def call(self, inputs):
         check_floating_input(self, inputs)
         return rn_ops.dynamic_tanh(
-            inputs, self.alpha, self.gamma, self.beta, axis=self._axes,
+            inputs, self.alpha, self.gamma, self.beta, axis=self.axes_for(inputs),
             dtype=self.compute_dtype,
         )
 

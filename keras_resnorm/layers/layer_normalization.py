@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 
 from keras_resnorm.layers._base import GainNormalization
@@ -21,7 +23,15 @@ class LayerNormalization(GainNormalization):
     y   = (x - mu) / sqrt(var + epsilon) * g + beta
     g   = gamma            (unit_offset=False)
     g   = 1 + gamma        (unit_offset=True)
+
+    rms_scaling=True (Keras's definition, kept for drop-in parity):
+    y   = x / sqrt(var + epsilon) * g        (x not centered, no beta)
     ```
+
+    `rms_scaling=True` is not Zhang & Sennrich's RMSNorm, which divides by
+    `sqrt(mean(x ** 2) + epsilon)`: the two agree only on rows of mean zero.
+    As in Keras it warns, always creates `gamma` (even with `scale=False`)
+    and never `beta`; use `RMSNormalization` for RMSNorm.
 
     Masks pass through unchanged; masked positions are normalized like any
     other row, since each row's statistics use that row alone.
@@ -49,9 +59,9 @@ class LayerNormalization(GainNormalization):
             fused kernel with a custom gradient (`keras_resnorm.ops`);
             `"auto"` uses it for last-axis normalization on TensorFlow.
             Defaults to `"auto"`.
-        **kwargs: base layer arguments (`name`, `dtype`, ...). Keras's
-            `rms_scaling=False` is accepted so Keras configs load;
-            `rms_scaling=True` raises, use `RMSNormalization`.
+        rms_scaling: Keras's argument of the same name and meaning (see
+            above); it has no fused kernel. Defaults to `False`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: floating-point tensor of any rank.
@@ -90,16 +100,23 @@ class LayerNormalization(GainNormalization):
         beta_constraint=None,
         gamma_constraint=None,
         fused="auto",
+        rms_scaling=False,
         **kwargs,
     ):
-        rms_scaling = kwargs.pop("rms_scaling", False)
         if rms_scaling:
-            raise ValueError(
-                "rms_scaling=True is not supported; use "
-                "keras_resnorm.RMSNormalization. Received: rms_scaling=True"
+            warnings.warn(
+                "rms_scaling=True divides by the standard deviation, as "
+                "Keras's LayerNormalization does, not by the root mean "
+                "square; for RMSNorm use keras_resnorm.RMSNormalization.",
+                stacklevel=2,
             )
         super().__init__(
-            axis, epsilon, center, scale, unit_offset, beta_initializer,
-            gamma_initializer, beta_regularizer, gamma_regularizer,
-            beta_constraint, gamma_constraint, fused, **kwargs,
+            axis=axis, epsilon=epsilon, center=center, scale=scale,
+            unit_offset=unit_offset, beta_initializer=beta_initializer,
+            gamma_initializer=gamma_initializer,
+            beta_regularizer=beta_regularizer,
+            gamma_regularizer=gamma_regularizer,
+            beta_constraint=beta_constraint,
+            gamma_constraint=gamma_constraint, fused=fused,
+            rms_scaling=rms_scaling, **kwargs,
         )

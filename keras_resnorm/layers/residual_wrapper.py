@@ -108,9 +108,11 @@ def add_norm(norm, skip, h, fused="auto"):
     if (fused is not False
             and isinstance(norm, (LayerNormalization, RMSNormalization))
             and norm.fused is not False
-            and rn_ops._fusable(h, norm._axes, skip)):
+            and not norm.rms_scaling
+            and rn_ops._fusable(h, norm.axes_for(h), skip)):
         return rn_ops.fused_add_norm(
-            h, skip, norm.gamma, getattr(norm, "beta", None), axis=norm._axes,
+            h, skip, norm.gamma, getattr(norm, "beta", None),
+            axis=norm.axes_for(h),
             epsilon=norm.epsilon, use_mean=isinstance(norm, LayerNormalization),
             unit_offset=norm.unit_offset, dtype=norm.compute_dtype,
             fused=True if True in (fused, norm.fused) else "auto")

@@ -75,7 +75,9 @@ class RMSNormalization(GainNormalization):
         **kwargs,
     ):
         super().__init__(
-            axis, epsilon, False, scale, unit_offset, "zeros",
-            gamma_initializer, None, gamma_regularizer, None,
-            gamma_constraint, fused, **kwargs,
+            axis=axis, epsilon=epsilon, center=False, scale=scale,
+            unit_offset=unit_offset, beta_initializer="zeros",
+            gamma_initializer=gamma_initializer, beta_regularizer=None,
+            gamma_regularizer=gamma_regularizer, beta_constraint=None,
+            gamma_constraint=gamma_constraint, fused=fused, **kwargs,
         )

@@ -76,7 +76,7 @@ class ScaleNormalization(NormalizationBase):
     def call(self, inputs):
         check_floating_input(self, inputs)
         return rn_ops.scale_norm(
-            inputs, self.g, axis=self._axes, epsilon=self.epsilon,
+            inputs, self.g, axis=self.axes_for(inputs), epsilon=self.epsilon,
             dtype=self.compute_dtype,
         )
 

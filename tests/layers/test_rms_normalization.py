@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_resnorm import RMSNormalization
 from layer_check import check_layer
@@ -16,12 +17,52 @@ def test_generic_layer_check(options, n_weights):
                 float32_weights=("gamma",), fit=n_weights > 0)
 
 
-def test_matches_keras_rms_normalization_values():
-    x = np.random.default_rng(0).normal(size=(3, 7)).astype("float32")
-    ours = RMSNormalization(epsilon=1e-6)
-    theirs = keras.layers.RMSNormalization(epsilon=1e-6)
+# Keras multiplies by its `scale` without reshaping it, so it is only right
+# for trailing axes; parity is checked where Keras's own layer is right.
+@pytest.mark.parametrize("axis", [-1, 2, [-2, -1], [1, 2]])
+@pytest.mark.parametrize("epsilon", [1e-6, 1e-3])
+def test_drop_in_equal_to_keras(axis, epsilon):
+    x = (np.random.default_rng(0).normal(size=(3, 4, 5)) * 3 + 1).astype(
+        "float32")
+    theirs = keras.layers.RMSNormalization(axis=axis, epsilon=epsilon)
+    ours = RMSNormalization.from_config(theirs.get_config())
+    theirs.build(x.shape)
+    ours.build(x.shape)
+    rng = np.random.default_rng(1)
+    theirs.set_weights([rng.normal(size=w.shape) for w in theirs.weights])
+    ours.set_weights(theirs.get_weights())
+    want = np.asarray(theirs(x))
+    np.testing.assert_allclose(np.asarray(ours(x)), want, rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(tf.function(ours)(x)), want,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_defaults_and_config_keys_match_keras():
+    ours = RMSNormalization().get_config()
+    theirs = keras.layers.RMSNormalization().get_config()
+    assert set(theirs) <= set(ours)
+    for key in theirs:
+        if key not in ("name", "dtype"):
+            assert ours[key] == theirs[key], key
+
+
+def test_weights_load_from_a_keras_weights_h5(tmp_path):
+    def model(norm):
+        inputs = keras.Input((4, 5))
+        return keras.Model(inputs, keras.layers.Dense(3)(norm(inputs)))
+
+    theirs = model(keras.layers.RMSNormalization())
+    rng = np.random.default_rng(2)
+    for w in theirs.weights:
+        w.assign(rng.normal(size=w.shape))
+    path = str(tmp_path / "keras.weights.h5")
+    theirs.save_weights(path)
+    ours = model(RMSNormalization())
+    ours.load_weights(path)
+    x = rng.normal(size=(2, 4, 5)).astype("float32")
     np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)),
-                               rtol=1e-5)
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_keeps_the_keras_mask_through_a_functional_model():
