@@ -9,6 +9,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+DEBUG_ENV = "KERAS_RESNORM_DEBUG"
 EXAMPLE = "EU rejects German call to boycott British lamb ."
 PLACEMENT_CHOICES = ("pre", "post", "sandwich", "peri", "deepnorm", "none",
                      "rezero", "layerscale")
@@ -35,6 +36,14 @@ def _add_train_flags(parser, defaults):
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float,
                         default=defaults.learning_rate)
+    parser.add_argument("--weight-decay", type=float,
+                        default=defaults.weight_decay)
+    parser.add_argument("--warmup-epochs", type=float,
+                        default=defaults.warmup_epochs,
+                        help="linear learning-rate warm-up length")
+    parser.add_argument("--min-count", type=int, default=defaults.min_count,
+                        help="training words seen fewer times get the "
+                             "out-of-vocabulary id")
     parser.add_argument("--patience", type=int, default=defaults.patience)
     parser.add_argument("--max-minutes", type=float,
                         default=defaults.max_minutes,
@@ -81,6 +90,13 @@ def _add_train_flags(parser, defaults):
     parser.add_argument("--intermediate-dim", type=int,
                         default=m.intermediate_dim)
     parser.add_argument("--dropout", type=float, default=m.dropout)
+    parser.add_argument("--attention-dropout", type=float, default=None,
+                        help="default: the --dropout value")
+    parser.add_argument("--word-dim", type=int, default=m.word_dim)
+    parser.add_argument("--char-dim", type=int, default=m.char_dim)
+    parser.add_argument("--char-filters", type=int, default=m.char_filters)
+    parser.add_argument("--max-chars", type=int, default=m.max_chars,
+                        help="characters per word the character CNN sees")
     parser.add_argument("--max-length", type=int, default=m.max_length)
     parser.add_argument("--recurrent-layers", type=int,
                         default=m.recurrent_layers,
@@ -108,8 +124,13 @@ def _train_config(args):
                         branch_scale=branch_scale, layers=args.layers,
                         heads=args.heads, d_model=args.d_model,
                         intermediate_dim=args.intermediate_dim,
-                        dropout=args.dropout, attention_dropout=args.dropout,
-                        max_length=args.max_length,
+                        dropout=args.dropout,
+                        attention_dropout=(args.dropout
+                                           if args.attention_dropout is None
+                                           else args.attention_dropout),
+                        word_dim=args.word_dim, char_dim=args.char_dim,
+                        char_filters=args.char_filters,
+                        max_chars=args.max_chars, max_length=args.max_length,
                         recurrent_layers=args.recurrent_layers,
                         hash_buckets=args.hash_buckets,
                         hash_dim=args.hash_dim, crf=args.crf)
@@ -117,7 +138,9 @@ def _train_config(args):
         run_dir=args.run_dir, data_dir=args.data_dir, download=args.download,
         scheme=args.scheme, cache_dir=args.cache_dir, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
-        patience=args.patience, max_minutes=args.max_minutes,
+        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        min_count=args.min_count, patience=args.patience,
+        max_minutes=args.max_minutes,
         max_train_sentences=args.max_train_sentences, seed=args.seed,
         word_dropout=args.word_dropout,
         jit_compile=args.xla, overwrite=args.overwrite,
@@ -173,12 +196,11 @@ def cmd_train(args, demo=False):
 
 
 def cmd_evaluate(args):
-    import keras
-
     from keras_resnorm.ner import data
+    from keras_resnorm.ner.errors import load_keras_archive
     from keras_resnorm.ner.evaluate import evaluate
 
-    model = keras.saving.load_model(args.model, safe_mode=True)
+    model = load_keras_archive(args.model)
     corpus = data.find_corpus(args.data_dir, args.download, args.cache_dir,
                               args.scheme)
     result = evaluate(model, corpus.sentences(args.split))
@@ -210,21 +232,31 @@ def cmd_export(args):
 def build_parser():
     from keras_resnorm.ner.train import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="keras-resnorm")
+    # --debug is taken before or after the subcommand.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true",
+                       default=argparse.SUPPRESS,
+                       help="show the traceback of an expected failure "
+                            f"(or set {DEBUG_ENV}=1)")
+    parser = argparse.ArgumentParser(prog="keras-resnorm", parents=[debug])
     top = parser.add_subparsers(dest="group", required=True)
-    ner = top.add_parser("ner", help="the named-entity-recognition showcase")
+    ner = top.add_parser("ner", parents=[debug],
+                         help="the named-entity-recognition showcase")
     sub = ner.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="train briefly, evaluate, tag an "
+    def add(name, **kwargs):
+        return sub.add_parser(name, parents=[debug], **kwargs)
+
+    demo = add("demo", help="train briefly, evaluate, tag an "
                           "example, export for TF Serving (CoNLL-2003 when "
                           "found, else the built-in corpus)")
     _add_train_flags(demo, dataclasses.replace(
         TrainConfig(), run_dir=os.path.join("runs", "ner-demo"),
         max_minutes=3.0, epochs=6, patience=4))
-    train = sub.add_parser("train", help="train a tagger")
+    train = add("train", help="train a tagger")
     _add_train_flags(train, TrainConfig())
 
-    evaluate = sub.add_parser("evaluate", help="score a saved tagger")
+    evaluate = add("evaluate", help="score a saved tagger")
     evaluate.add_argument("--model", required=True)
     evaluate.add_argument("--split", choices=("train", "valid", "test"),
                           default="test")
@@ -233,7 +265,7 @@ def build_parser():
     evaluate.add_argument("--scheme", choices=("iob2", "iob1"), default="iob2")
     evaluate.add_argument("--cache-dir")
 
-    exp = sub.add_parser("export", help="write a versioned SavedModel for "
+    exp = add("export", help="write a versioned SavedModel for "
                          "TF Serving")
     exp.add_argument("--model", required=True, help="a saved tagger (.keras)")
     exp.add_argument("--base", default=os.path.join("serving", "models", "ner"),
@@ -247,7 +279,7 @@ def build_parser():
                      help="mark the model call for XLA (TF Serving then "
                           "needs --xla_cpu_compilation_enabled)")
 
-    predict = sub.add_parser("predict", help="tag sentences")
+    predict = add("predict", help="tag sentences")
     predict.add_argument("--model", required=True)
     predict.add_argument("--json", action="store_true")
     predict.add_argument("sentences", nargs="+")
@@ -255,15 +287,23 @@ def build_parser():
 
 
 def main(argv=None):
-    from keras_resnorm.ner.distribute import ConfigError
+    """Run the command line; an expected failure (`errors.UsageError`: a
+    corpus, model file, run directory, export base or setting that cannot
+    work) prints one line naming it and exits with status 2."""
+    from keras_resnorm.ner.errors import UsageError
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False) or \
+        os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return _run(args)
-    except ConfigError as error:
-        # A setting that cannot work: say which, like argparse, no traceback.
-        parser.exit(2, f"keras-resnorm: error: {error}\n")
+    except UsageError as error:
+        if debug:
+            raise
+        # Like argparse: the program, "error:", one line, no traceback.
+        message = " ".join(str(error).split("\n"))
+        parser.exit(2, f"keras-resnorm: error: {message}\n")
 
 
 def _run(args):

@@ -22,6 +22,8 @@ import random
 
 import tensorflow as tf
 
+from keras_resnorm.ner.errors import CorpusError
+
 SPLITS = ("train", "valid", "test")
 # File names tried for each split, in order.
 SPLIT_FILES = {
@@ -31,10 +33,6 @@ SPLIT_FILES = {
 }
 ENV_DATA_DIR = "KERAS_RESNORM_CONLL_DIR"
 PAD = ""
-
-
-class CorpusError(ValueError):
-    """A corpus file is missing or malformed; the message names file and line."""
 
 
 @dataclasses.dataclass
@@ -169,6 +167,16 @@ def _builder_class():
                 ),
             )
             super().__init__(config=config, **kwargs)
+
+        # TFDS prints "Downloading and preparing dataset Unknown size" and
+        # "... downloaded and prepared" for every builder; nothing is
+        # downloaded here, so say what happens instead.
+        def _log_download_bytes(self):
+            print(f"preparing the corpus in {self._source_dir} for TFDS "
+                  f"(cache: {self.data_dir})")
+
+        def _log_download_done(self):
+            print(f"corpus prepared; later runs read it from {self.data_dir}")
 
         def _info(self):
             return self.create_dataset_info(

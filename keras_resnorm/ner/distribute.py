@@ -23,12 +23,10 @@ import time
 
 import tensorflow as tf
 
+from keras_resnorm.ner.errors import ConfigError
+
 STRATEGIES = ("default", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-
-
-class ConfigError(ValueError):
-    """A training setting that cannot work; the message names it."""
 
 
 def check_choice(name, value, choices):

@@ -37,6 +37,7 @@ import keras
 import tensorflow as tf
 
 from keras_resnorm.ner.data import tokenize_text
+from keras_resnorm.ner.errors import ExportError, load_keras_archive
 from keras_resnorm.ner.model import decoder, max_length, tag_names
 
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -160,8 +161,16 @@ def export(model, base, version=None, warmup=True, xla=False,
         The path of the new version directory.
     """
     if isinstance(model, (str, os.PathLike)):
-        model = keras.saving.load_model(model, safe_mode=True)
-    os.makedirs(base, exist_ok=True)
+        model = load_keras_archive(model)
+    try:
+        os.makedirs(base, exist_ok=True)
+    except OSError as error:
+        raise ExportError(
+            f"{base}: cannot create the export base directory "
+            f"({error.strerror or error})") from error
+    if not os.access(base, os.W_OK):
+        raise ExportError(f"{base}: the export base directory is not "
+                          "writable")
     if version is None:
         version = next_version(base)
     if isinstance(version, bool) or not isinstance(version, int) \
@@ -170,7 +179,7 @@ def export(model, base, version=None, warmup=True, xla=False,
             f"version must be a positive int. Received: version={version!r}")
     final = os.path.join(base, str(version))
     if os.path.exists(final):
-        raise FileExistsError(
+        raise ExportError(
             f"{final} exists; versions are never overwritten. "
             f"Received: version={version}")
     # Leftovers of killed exports are hidden, non-numeric: safe to remove.

@@ -28,6 +28,7 @@ import tensorflow as tf
 from keras_resnorm.layers import ResidualWrapper, TransformerEncoder
 from keras_resnorm.layers import normalization
 from keras_resnorm.ner import crf as crf_lib
+from keras_resnorm.ner.errors import ConfigError
 from keras_resnorm.ner import features as features_lib
 
 # The token contract (normalization, casing, characters, hashed features)
@@ -39,7 +40,9 @@ TokenFeatures = features_lib.TokenFeatures
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Architecture of the tagger; every field is a CLI flag.
+    """Architecture of the tagger; every field has a CLI flag of the same
+    name (`--d-model` for `d_model`), except `branch_scale`, which
+    `--placement rezero` / `layerscale` set, and `crf` (`--crf/--no-crf`).
 
     `recurrent_layers` BiLSTM blocks (each inside a `ResidualWrapper`) run
     before the `layers` Transformer blocks; either may be 0. `hash_buckets`
@@ -65,6 +68,36 @@ class ModelConfig:
     hash_buckets: int = 5000
     hash_dim: int = 32
     crf: bool = True
+
+    POSITIVE = ("heads", "d_model", "intermediate_dim", "word_dim",
+                "char_dim", "char_filters", "max_chars", "max_length")
+    NON_NEGATIVE = ("layers", "recurrent_layers", "hash_buckets")
+
+    def validate(self):
+        """Raise `ConfigError` naming the first field that cannot work."""
+        for name in self.POSITIVE + self.NON_NEGATIVE:
+            value = getattr(self, name)
+            low = 1 if name in self.POSITIVE else 0
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or value < low:
+                what = "a positive int" if low else "an int >= 0"
+                raise ConfigError(
+                    f"{name} must be {what}. Received: {name}={value!r}")
+        for name in ("dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value < 1:
+                raise ConfigError(f"{name} must be in [0, 1). "
+                                  f"Received: {name}={value!r}")
+        if self.hash_buckets and (not isinstance(self.hash_dim, int)
+                                  or self.hash_dim < 1):
+            raise ConfigError(
+                "hash_dim must be a positive int when hash_buckets > 0. "
+                f"Received: hash_dim={self.hash_dim!r}")
+        if self.layers and self.d_model % self.heads:
+            raise ConfigError(
+                "d_model must be divisible by heads when layers > 0. "
+                f"Received: d_model={self.d_model}, heads={self.heads}")
 
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")

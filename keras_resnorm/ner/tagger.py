@@ -1,9 +1,9 @@
 """Python inference API: raw sentences in, entity spans out."""
 
-import keras
 import tensorflow as tf
 
 from keras_resnorm.ner.data import tokenize_text
+from keras_resnorm.ner.errors import load_keras_archive
 from keras_resnorm.ner.evaluate import make_forward, predict_tags
 
 
@@ -53,7 +53,9 @@ class Tagger:
 
     @classmethod
     def load(cls, path):
-        return cls(keras.saving.load_model(path, safe_mode=True))
+        """Load a saved `.keras` tagger; `ModelFileError` in one line when
+        the file is missing, corrupt or not a Keras model archive."""
+        return cls(load_keras_archive(path))
 
     def tag_tokens(self, token_lists):
         return predict_tags(self.model, token_lists, forward=self._forward)

@@ -42,6 +42,7 @@ from keras_resnorm.ner import distribute
 from keras_resnorm.ner import features as features_lib
 from keras_resnorm.ner import model as model_lib
 from keras_resnorm.ner.backup import TrainingBackup
+from keras_resnorm.ner.errors import RunDirError
 from keras_resnorm.ner.evaluate import entity_scores, evaluate, make_forward
 from keras_resnorm.ner.evaluate import predict_tags
 from keras_resnorm.ner.model import ModelConfig, build_model
@@ -49,7 +50,8 @@ from keras_resnorm.ner.model import ModelConfig, build_model
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything a training run needs; every field is a CLI flag."""
+    """Everything a training run needs; every field has a CLI flag of the
+    same name (`--run-dir` for `run_dir`; `--xla` for `jit_compile`)."""
 
     run_dir: str = os.path.join("runs", "ner")
     data_dir: str = None
@@ -81,7 +83,7 @@ class TrainConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
 
     RUNTIME = ("strategy", "cpu_devices", "cluster_timeout", "overwrite",
-               "max_minutes")
+               "max_minutes", "cache_dir")
 
     @classmethod
     def from_dict(cls, values):
@@ -101,7 +103,7 @@ class TrainConfig:
                 raise distribute.ConfigError(
                     f"{name} must be a positive int. "
                     f"Received: {name}={value!r}")
-        for name in ("backup_steps", "cpu_devices"):
+        for name in ("backup_steps", "cpu_devices", "max_train_sentences"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int)
                                       or value < 1):
@@ -112,17 +114,33 @@ class TrainConfig:
             raise distribute.ConfigError(
                 "cluster_timeout must be a positive number of seconds. "
                 f"Received: cluster_timeout={self.cluster_timeout!r}")
-        for name in ("layers", "recurrent_layers", "hash_buckets"):
-            value = getattr(self.model, name)
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or value < 0:
+        for name in ("learning_rate", "max_minutes"):
+            value = getattr(self, name)
+            if value is None and name == "max_minutes":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value < float("inf"):
                 raise distribute.ConfigError(
-                    f"{name} must be an int >= 0. Received: {name}={value!r}")
-        if self.model.hash_buckets and (not isinstance(self.model.hash_dim, int)
-                                        or self.model.hash_dim < 1):
+                    f"{name} must be a positive number. "
+                    f"Received: {name}={value!r}")
+        for name, low in (("patience", 0), ("min_count", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or value < low:
+                raise distribute.ConfigError(
+                    f"{name} must be an int >= {low}. "
+                    f"Received: {name}={value!r}")
+        if self.seed >= 2 ** 32:
             raise distribute.ConfigError(
-                "hash_dim must be a positive int when hash_buckets > 0. "
-                f"Received: hash_dim={self.model.hash_dim!r}")
+                f"seed must be below 2**32. Received: seed={self.seed!r}")
+        for name in ("weight_decay", "warmup_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value < float("inf"):
+                raise distribute.ConfigError(
+                    f"{name} must be a number >= 0. "
+                    f"Received: {name}={value!r}")
+        self.model.validate()
         if not 0 <= self.word_dropout < 1:
             raise distribute.ConfigError(
                 "word_dropout must be in [0, 1). "
@@ -286,7 +304,7 @@ def _prepare_run_dir(config, chief=True):
         with open(state_path) as f:
             finished = json.load(f).get("finished")
         if finished and not config.overwrite:
-            raise FileExistsError(
+            raise RunDirError(
                 f"{run_dir} holds a finished run. Pass overwrite=True "
                 f"(--overwrite) or another run_dir. Received: run_dir={run_dir!r}"
             )
@@ -297,16 +315,43 @@ def _prepare_run_dir(config, chief=True):
     if os.path.exists(config_path):
         with open(config_path) as f:
             saved = TrainConfig.from_dict(json.load(f))
-        print(f"resuming the run in {run_dir}")
-        saved.run_dir = run_dir
-        for name in TrainConfig.RUNTIME:
-            setattr(saved, name, getattr(config, name))
-        saved.validate()
-        return saved, True
+        changed = _changed_settings(saved, config)
+        if changed and not config.overwrite:
+            raise RunDirError(
+                f"{run_dir} holds an unfinished run with other settings "
+                f"({'; '.join(changed)}). Rerun it with its own settings to "
+                "resume, or pass overwrite=True (--overwrite) or another "
+                f"run_dir. Received: run_dir={run_dir!r}")
+        if changed and chief:
+            shutil.rmtree(run_dir)
+        elif changed:
+            return config, False
+        else:
+            print(f"resuming the run in {run_dir}")
+            saved.run_dir = run_dir
+            for name in TrainConfig.RUNTIME:
+                setattr(saved, name, getattr(config, name))
+            saved.validate()
+            return saved, True
     if chief:
         os.makedirs(run_dir, exist_ok=True)
         _atomic_write_json(config_path, dataclasses.asdict(config))
     return config, False
+
+
+def _changed_settings(saved, config):
+    """`field: saved -> given` for each setting (not RUNTIME) that differs."""
+    def flat(c):
+        values = json.loads(json.dumps(dataclasses.asdict(c)))
+        model = values.pop("model")
+        values.update({f"model.{k}": v for k, v in model.items()})
+        for name in TrainConfig.RUNTIME + ("run_dir",):
+            values.pop(name, None)
+        return values
+
+    old, new = flat(saved), flat(config)
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
 def build_vocabulary(sentences, min_count):

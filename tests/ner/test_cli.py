@@ -51,9 +51,11 @@ def test_predict_and_evaluate_commands(corpus_dir, tmp_path, capsys,
     cli.main(["ner", "evaluate", "--model", model, "--data-dir", corpus_dir,
               "--split", "valid"])
     assert '"token_accuracy"' in capsys.readouterr().out
-    with pytest.raises(FileExistsError, match="holds a finished run"):
+    with pytest.raises(SystemExit) as exit_info:
         cli.main(["ner", "train", "--data-dir", corpus_dir, "--run-dir",
                   str(run_dir)] + TINY)
+    assert exit_info.value.code == 2
+    assert "holds a finished run" in capsys.readouterr().err
 
 
 def test_bad_flags_exit_with_usage():
