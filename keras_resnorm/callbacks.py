@@ -4,16 +4,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_resnorm import _keras_workarounds
 from keras_resnorm.layers.residual_wrapper import ResidualWrapper
 
 
 def residual_wrappers(model):
     """Every ResidualWrapper inside `model`, in call order of construction."""
-    found = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, ResidualWrapper):
-            found.append(layer)
-    return found
+    return [layer for layer in _keras_workarounds.flatten_layers(model)
+            if isinstance(layer, ResidualWrapper)]
 
 
 class ResidualStreamDiagnostics(keras.callbacks.Callback):
@@ -49,7 +47,7 @@ class ResidualStreamDiagnostics(keras.callbacks.Callback):
         """Return {name: {"branch_to_residual_rms": r, "gradient_norm": g}}."""
         wrappers = residual_wrappers(self.model)
         for w in wrappers:
-            w.diagnostics = []
+            w.start_recording()
         try:
             with tf.GradientTape() as tape:
                 outputs = self.model(self.inputs, training=False)
@@ -60,7 +58,7 @@ class ResidualStreamDiagnostics(keras.callbacks.Callback):
                         sample_weight=self.sample_weight, training=False)
             stats = {}
             for w in wrappers:
-                skip_rms, branch_rms = w.diagnostics[-1]
+                skip_rms, branch_rms = w.stop_recording()[-1]
                 name = w.path
                 stats[name] = {"branch_to_residual_rms": float(
                     branch_rms / np.maximum(skip_rms, 1e-12))}
@@ -76,7 +74,7 @@ class ResidualStreamDiagnostics(keras.callbacks.Callback):
                         tf.linalg.global_norm(part)) if part else 0.0
         finally:
             for w in wrappers:
-                w.diagnostics = None
+                w.stop_recording()
         return stats
 
     def on_epoch_end(self, epoch, logs=None):

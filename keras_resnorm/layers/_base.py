@@ -25,13 +25,32 @@ def check_positive(name, value, integer=False):
     return value
 
 
-def check_fused(fused):
-    if fused not in ("auto", True, False):
+def check_int(name, value, minimum):
+    """An int (not a bool) of at least `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or value < minimum:
         raise ValueError(
-            "fused must be one of ('auto', True, False). "
-            f"Received: fused={fused!r}"
-        )
-    return fused
+            f"{name} must be an int >= {minimum}. Received: {name}={value!r}")
+    return value
+
+
+def _same_choice(value, choice):
+    # 1 == True and 0 == False in Python; a flag's choices tell them apart.
+    if isinstance(value, bool) or isinstance(choice, bool):
+        return value is choice
+    return type(value) is type(choice) and value == choice
+
+
+def check_choice(name, value, choices):
+    """`value` when it is one of `choices` (`1` is not `True`)."""
+    if not any(_same_choice(value, c) for c in choices):
+        raise ValueError(f"{name} must be one of {tuple(choices)}. "
+                         f"Received: {name}={value!r}")
+    return value
+
+
+def check_fused(fused):
+    return check_choice("fused", fused, ("auto", True, False))
 
 
 def check_floating_input(layer, inputs):

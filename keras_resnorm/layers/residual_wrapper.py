@@ -5,8 +5,10 @@ from keras import ops
 
 from keras_resnorm import ops as rn_ops
 from keras_resnorm.layers._base import (
+    check_choice,
     check_floating_input,
     check_fused,
+    check_int,
     check_rate,
 )
 from keras_resnorm.layers.drop_path import DropPath
@@ -16,6 +18,16 @@ from keras_resnorm.layers.rms_normalization import RMSNormalization
 
 PLACEMENTS = ("pre", "post", "sandwich", "deepnorm", "none")
 _PLACEMENT_ALIASES = {"peri": "sandwich"}
+# Placements that normalize the wrapper's input (and leave the stream
+# unnormalized, so a stack of them ends with a final norm).
+PRE_NORM_PLACEMENTS = ("pre", "sandwich")
+# Every fused= argument defaults to this (see `add_norm`).
+FUSED_DEFAULT = "auto"
+
+
+def is_pre_norm(placement):
+    """Whether `placement` (aliases included) normalizes the input."""
+    return _PLACEMENT_ALIASES.get(placement, placement) in PRE_NORM_PLACEMENTS
 BRANCH_SCALES = (None, "rezero", "layerscale")
 PROJECTIONS = ("auto", True, False)
 
@@ -50,11 +62,8 @@ def deepnorm_constants(encoder_layers=0, decoder_layers=0, part="encoder"):
     [1.8612, 0.3799]
     """
     n, m = encoder_layers, decoder_layers
-    for name, value in (("encoder_layers", n), ("decoder_layers", m)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(
-                f"{name} must be a non-negative int. Received: {name}={value!r}"
-            )
+    check_int("encoder_layers", n, 0)
+    check_int("decoder_layers", m, 0)
     if n == 0 and m == 0:
         raise ValueError(
             "At least one of encoder_layers and decoder_layers must be "
@@ -98,7 +107,7 @@ def _accepts(layer, argument):
     )
 
 
-def add_norm(norm, skip, h, fused="auto"):
+def add_norm(norm, skip, h, fused=FUSED_DEFAULT):
     """`(norm(skip + h), skip + h)`, with one fused_add_norm where it applies.
 
     The kernel applies to LayerNormalization and RMSNormalization over the
@@ -121,7 +130,7 @@ def add_norm(norm, skip, h, fused="auto"):
 
 
 def pre_norm_chain(wrappers, final_norm, inputs, mask=None, training=None,
-                   fused="auto"):
+                   fused=FUSED_DEFAULT):
     """Run pre-norm (or sandwich) ResidualWrappers in sequence, fusing each
     residual add with the next wrapper's input norm (or `final_norm`).
 
@@ -142,9 +151,8 @@ def pre_norm_chain(wrappers, final_norm, inputs, mask=None, training=None,
     x = inputs
     normed = wrappers[0].norm_layer(x)
     for k, wrapper in enumerate(wrappers):
-        skip = wrapper._skip(x)
-        h = wrapper._branch(normed, training, mask, skip.dtype)
-        wrapper._record(skip, h)
+        skip, h = wrapper.residual_step(x, training=training, mask=mask,
+                                        normed=normed)
         following = (wrappers[k + 1].norm_layer if k + 1 < len(wrappers)
                      else final_norm)
         if following is None:
@@ -279,7 +287,7 @@ class ResidualWrapper(keras.layers.Layer):
         drop_path=0.0,
         projection="auto",
         seed=None,
-        fused="auto",
+        fused=FUSED_DEFAULT,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -308,12 +316,8 @@ class ResidualWrapper(keras.layers.Layer):
                 "branch_scale must be None, 'rezero', 'layerscale' or a "
                 f"number. Received: branch_scale={branch_scale!r}"
             )
-        if depth is not None and (
-            isinstance(depth, bool) or not isinstance(depth, int) or depth < 1
-        ):
-            raise ValueError(
-                f"depth must be a positive int or None. Received: depth={depth!r}"
-            )
+        if depth is not None:
+            check_int("depth", depth, 1)
         if placement == "deepnorm" and depth is None and (
             deepnorm_alpha is None or deepnorm_beta is None
         ):
@@ -323,13 +327,7 @@ class ResidualWrapper(keras.layers.Layer):
                 f"deepnorm_alpha={deepnorm_alpha!r}, "
                 f"deepnorm_beta={deepnorm_beta!r}"
             )
-        if projection not in PROJECTIONS or (
-            isinstance(projection, int) and not isinstance(projection, bool)
-        ):
-            raise ValueError(
-                f"projection must be one of {PROJECTIONS}. "
-                f"Received: projection={projection!r}"
-            )
+        check_choice("projection", projection, PROJECTIONS)
         self.layer = layer
         self.norm = norm
         self.placement = placement
@@ -387,9 +385,8 @@ class ResidualWrapper(keras.layers.Layer):
             )
         self.projection_layer = None
         self.scale = None
-        # Set to a list by keras_resnorm.callbacks.ResidualStreamDiagnostics;
-        # eager calls then append (skip RMS, branch RMS) to it.
-        self.diagnostics = None
+        # A list while recording (see `start_recording`).
+        self._records = None
 
     # ------------------------------------------------------------------ build
     def _branch_output_shape(self, input_shape):
@@ -436,7 +433,7 @@ class ResidualWrapper(keras.layers.Layer):
         if self.norm_layer is not None:
             # Pre and sandwich normalize the input; post and deepnorm the
             # sum, which has the branch's feature size.
-            pre = self.placement in ("pre", "sandwich")
+            pre = self.placement in PRE_NORM_PLACEMENTS
             self.norm_layer.build(input_shape if pre else self._output_shape)
         if self.branch_norm_layer is not None:
             self.branch_norm_layer.build(out_shape)
@@ -473,20 +470,44 @@ class ResidualWrapper(keras.layers.Layer):
     # ------------------------------------------------------------------- call
     def call(self, inputs, training=None, mask=None):
         check_floating_input(self, inputs)
-        skip = self._skip(inputs)
-        h = inputs
-        if self.placement in ("pre", "sandwich"):
-            h = self.norm_layer(h)
-        h = self._branch(h, training, mask, skip.dtype)
-        if self.placement == "deepnorm":
-            skip = skip * ops.cast(self.deepnorm_alpha, skip.dtype)
-        self._record(skip, h)
+        skip, h = self.residual_step(inputs, training=training, mask=mask)
         if self.placement in ("post", "deepnorm"):
             return add_norm(self.norm_layer, skip, h, self.fused)[0]
         return skip + h
 
-    def _skip(self, x):
-        return x if self.projection_layer is None else self.projection_layer(x)
+    def residual_step(self, inputs, training=None, mask=None, normed=None):
+        """The two paths of one residual step, before they are added.
+
+        Returns `(skip, branch)`: `skip` is `P(x)` (times `alpha` for
+        deepnorm) and `branch` is `s * F(N(x))` with the branch norm,
+        dropout and drop path, in `skip`'s dtype. The output is
+        `skip + branch` for pre, sandwich and none, and
+        `N(skip + branch)` for post and deepnorm. A caller that has already
+        computed the input norm `N(x)` of a pre or sandwich wrapper passes
+        it as `normed` (as `pre_norm_chain` does, fusing it with the
+        previous add). The wrapper must be built.
+        """
+        skip = inputs if self.projection_layer is None \
+            else self.projection_layer(inputs)
+        h = inputs
+        if self.placement in PRE_NORM_PLACEMENTS:
+            h = self.norm_layer(inputs) if normed is None else normed
+        h = self._branch(h, training, mask, skip.dtype)
+        if self.placement == "deepnorm":
+            skip = skip * ops.cast(self.deepnorm_alpha, skip.dtype)
+        if self._records is not None:
+            self._records.append((_rms(skip), _rms(h)))
+        return skip, h
+
+    def start_recording(self):
+        """Record, for each eager call from now on, `(RMS(skip),
+        RMS(branch))` as floats (`keras_resnorm.callbacks` uses this)."""
+        self._records = []
+
+    def stop_recording(self):
+        """Stop recording and return the records, oldest first."""
+        records, self._records = self._records or [], None
+        return records
 
     def _branch(self, h, training, mask, dtype):
         """F on its (already normalized) input, then N2, dropout, s, drop path."""
@@ -508,10 +529,6 @@ class ResidualWrapper(keras.layers.Layer):
         if self.drop_path_layer is not None:
             h = self.drop_path_layer(h, training=training)
         return h
-
-    def _record(self, skip, h):
-        if self.diagnostics is not None:
-            self.diagnostics.append((_rms(skip), _rms(h)))
 
     def compute_output_shape(self, input_shape):
         if self.built:

@@ -1,10 +1,17 @@
 import keras
 
-from keras_resnorm.layers._base import check_positive, check_rate
+from keras_resnorm.layers._base import (
+    check_choice,
+    check_fused,
+    check_positive,
+    check_rate,
+)
 from keras_resnorm.layers.feed_forward import FeedForward
 from keras_resnorm.layers.normalization import check_norm_name, normalization
 from keras_resnorm.layers.residual_wrapper import (
+    FUSED_DEFAULT,
     ResidualWrapper,
+    is_pre_norm,
     pre_norm_chain,
 )
 from keras_resnorm.layers.self_attention import SelfAttention
@@ -100,12 +107,12 @@ class TransformerEncoderBlock(keras.layers.Layer):
         drop_path=0.0,
         activation="gelu",
         seed=None,
-        fused="auto",
+        fused=FUSED_DEFAULT,
         intermediate_dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.fused = fused
+        self.fused = check_fused(fused)
         self.intermediate_dropout = check_rate("intermediate_dropout",
                                                intermediate_dropout)
         self.num_heads = num_heads
@@ -154,11 +161,15 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.attention_block.build(input_shape)
         self.feed_forward_block.build(input_shape)
 
+    @property
+    def residual_wrappers(self):
+        """The block's two `ResidualWrapper`s, in call order."""
+        return (self.attention_block, self.feed_forward_block)
+
     def call(self, inputs, mask=None, training=None):
-        wrappers = [self.attention_block, self.feed_forward_block]
-        if self.placement in ("pre", "sandwich", "peri"):
-            return pre_norm_chain(wrappers, None, inputs, mask, training,
-                                  self.fused)
+        if is_pre_norm(self.placement):
+            return pre_norm_chain(list(self.residual_wrappers), None, inputs,
+                                  mask, training, self.fused)
         x = self.attention_block(inputs, mask=mask, training=training)
         return self.feed_forward_block(x, mask=mask, training=training)
 
@@ -261,14 +272,7 @@ class TransformerEncoder(keras.layers.Layer):
                                          integer=True)
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
-        if final_norm not in _FINAL_NORM or (
-            isinstance(final_norm, int) and not isinstance(final_norm, bool)
-        ):
-            raise ValueError(
-                f"final_norm must be one of {_FINAL_NORM}. "
-                f"Received: final_norm={final_norm!r}"
-            )
-        self.final_norm = final_norm
+        self.final_norm = check_choice("final_norm", final_norm, _FINAL_NORM)
         self.drop_path = check_rate("drop_path", drop_path)
         self.block_kwargs = block_kwargs
         self.supports_masking = True
@@ -289,14 +293,14 @@ class TransformerEncoder(keras.layers.Layer):
                 )
             )
         wants_final = final_norm is True or (
-            final_norm == "auto" and placement in ("pre", "sandwich", "peri")
+            final_norm == "auto" and is_pre_norm(placement)
         )
         self.final_norm_layer = None
         if wants_final:
             norm_kwargs = dict(block_kwargs.get("norm_kwargs") or {})
             if norm in ("layer", "rms"):
-                norm_kwargs.setdefault("fused", block_kwargs.get("fused",
-                                                                 "auto"))
+                norm_kwargs.setdefault("fused", block_kwargs.get(
+                    "fused", FUSED_DEFAULT))
             self.final_norm_layer = normalization(
                 norm, name="final_norm", dtype=self.dtype_policy,
                 **norm_kwargs,
@@ -310,14 +314,14 @@ class TransformerEncoder(keras.layers.Layer):
 
     def call(self, inputs, mask=None, training=None):
         placement = self.block_kwargs.get("placement", "pre")
-        if placement in ("pre", "sandwich", "peri"):
+        if is_pre_norm(placement):
             # One chain over every wrapper of every block: each residual add
             # is fused with the next input norm (or the final norm).
-            wrappers = [w for b in self.blocks
-                        for w in (b.attention_block, b.feed_forward_block)]
+            wrappers = [w for b in self.blocks for w in b.residual_wrappers]
             return pre_norm_chain(wrappers, self.final_norm_layer, inputs,
                                   mask, training,
-                                  self.block_kwargs.get("fused", "auto"))
+                                  self.block_kwargs.get("fused",
+                                                        FUSED_DEFAULT))
         x = inputs
         for block in self.blocks:
             x = block(x, mask=mask, training=training)

@@ -1,4 +1,3 @@
-import math
 
 import keras
 import numpy as np
@@ -343,6 +342,9 @@ def test_fused_and_reference_paths_agree(placement, norm):
         grads = tape.gradient(loss, [x] + w.trainable_weights)
         outputs[fused] = [y] + grads
         assert w.get_config()["fused"] is fused
+        # Each side took the path it names: the kernel is a custom gradient
+        # (an IdentityN op in the graph), the composite path is not.
+        assert uses_fused_kernel(w, x) is fused
     for a, b in zip(outputs[True], outputs[False]):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4,
                                    atol=1e-4)
@@ -354,12 +356,26 @@ def test_generic_check_reference_path(placement):
                 mask_tail=2, float32_weights="*")
 
 
+def uses_fused_kernel(fn, *args):
+    """Whether tracing `fn(*args)` puts the fused kernel in the graph."""
+    graph = tf.function(fn).get_concrete_function(*args).graph
+    return any(op.type == "IdentityN" for op in graph.get_operations())
+
+
 def test_fused_add_norm_equals_post_norm_wrapper_output():
-    x = np.random.default_rng(0).normal(size=(3, 6)).astype("float32")
+    x = tf.constant(np.random.default_rng(0).normal(size=(3, 6)), tf.float32)
     w = ResidualWrapper(keras.layers.Dense(6), placement="post", norm="layer")
-    y = np.asarray(w(x))
-    fused, _ = rn_ops.fused_add_norm(w.layer(x), x, w.norm_layer.gamma,
-                                     w.norm_layer.beta, epsilon=1e-3)
-    np.testing.assert_allclose(y, np.asarray(fused), rtol=1e-5, atol=1e-6)
-    assert math.isfinite(float(np.abs(y).max()))
-    assert tf.reduce_all(tf.math.is_finite(fused))
+    composite = np.asarray(w(x))  # "auto" runs the composite path eagerly
+    assert uses_fused_kernel(w, x)  # ... and the kernel inside tf.function
+    graph = np.asarray(tf.function(w)(x))
+
+    def kernel(x):
+        return rn_ops.fused_add_norm(w.layer(x), x, w.norm_layer.gamma,
+                                     w.norm_layer.beta, epsilon=1e-3,
+                                     fused=True)[0]
+
+    assert uses_fused_kernel(kernel, x)
+    fused = np.asarray(kernel(x))
+    np.testing.assert_allclose(composite, fused, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(graph, fused, rtol=1e-5, atol=1e-6)
+    assert np.all(np.isfinite(fused)) and np.abs(fused).max() > 0.1
