@@ -1,7 +1,8 @@
 """Optimizers that behave the same on one device and under tf.distribute."""
 
 import keras
-import tensorflow as tf
+
+from keras_resnorm import _keras_workarounds
 
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
@@ -25,15 +26,15 @@ class AdamW(keras.optimizers.AdamW):
     1.0
     """
 
+    # keras_resnorm/_keras_workarounds.py, item 5: on the TensorFlow
+    # backend the replica shares are summed before clipping; other
+    # backends clip as keras.optimizers.AdamW does.
     def _clip_gradients(self, grads):
-        return grads
+        if keras.backend.backend() == "tensorflow":
+            return grads  # clipped after the sum, below
+        return super()._clip_gradients(grads)
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        variables = [v.value if isinstance(v, keras.Variable) else v
-                     for v in trainable_variables]
-        pairs = self._all_reduce_sum_gradients(list(zip(grads, variables)))
-        clipped = keras.optimizers.AdamW._clip_gradients(
-            self, [g for g, _ in pairs])
-        tf.__internal__.distribute.interim.maybe_merge_call(
-            self._distributed_tf_update_step, self._distribution_strategy,
-            list(zip(clipped, variables)), learning_rate)
+        _keras_workarounds.sum_then_clip_update_step(
+            self, grads, trainable_variables, learning_rate,
+            clip=lambda g: keras.optimizers.AdamW._clip_gradients(self, g))

@@ -29,32 +29,12 @@ import warnings
 
 import keras
 
+from keras_resnorm._keras_workarounds import seed_generators
+from keras_resnorm.ner import files
+
 NAME = re.compile(r"^epoch-(\d+)-step-(\d+)$")
 WEIGHTS = "model.weights.h5"
 STATE = "state.json"
-
-
-def _fsync_path(path):
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) * os.path.isdir(path)
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def seed_generators(model):
-    """`{name: SeedGenerator}` of every layer inside `model`, in a fixed order.
-
-    `model.save_weights` keeps weights and optimizer state but not these
-    (dropout and drop-path draw from them), so backups store them apart.
-    """
-    found = {}
-    layers = model._flatten_layers(include_self=True, recursive=True)
-    for index, layer in enumerate(layers):
-        for i, generator in enumerate(getattr(layer, "_seed_generators", ())):
-            found[f"{index:03d}-{type(layer).__name__}/{i}"] = generator
-    return found
 
 
 def backups(directory):
@@ -161,9 +141,7 @@ class TrainingBackup(keras.callbacks.Callback):
         os.makedirs(self.directory, exist_ok=True)
         name = f"epoch-{epoch:04d}-step-{step:06d}"
         final = os.path.join(self.directory, name)
-        tmp = os.path.join(self.directory, f".tmp-{name}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
+        tmp = files.tmp_directory(self.directory, name)
         weights = os.path.join(tmp, WEIGHTS)
         self.model.save_weights(weights)
         state = {
@@ -174,22 +152,13 @@ class TrainingBackup(keras.callbacks.Callback):
         }
         with open(os.path.join(tmp, STATE), "w") as f:
             json.dump(state, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        _fsync_path(weights)
-        _fsync_path(tmp)
         if os.path.exists(final):
             # Only after a resume that replays the same step; same content.
             shutil.rmtree(final)
-        os.rename(tmp, final)
-        _fsync_path(self.directory)
+        files.publish_directory(tmp, final)
         for _, _, old in backups(self.directory)[self.keep:]:
             shutil.rmtree(old, ignore_errors=True)
 
     def clean(self):
         """Remove leftovers of saves that a kill interrupted."""
-        if os.path.isdir(self.directory):
-            for name in os.listdir(self.directory):
-                if name.startswith(".tmp-"):
-                    shutil.rmtree(os.path.join(self.directory, name),
-                                  ignore_errors=True)
+        files.remove_leftovers(self.directory)

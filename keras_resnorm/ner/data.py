@@ -22,7 +22,9 @@ import random
 
 import tensorflow as tf
 
+from keras_resnorm.ner import features
 from keras_resnorm.ner.errors import CorpusError
+from keras_resnorm.ner.features import PAD
 
 SPLITS = ("train", "valid", "test")
 # File names tried for each split, in order.
@@ -32,7 +34,6 @@ SPLIT_FILES = {
     "test": ("test.txt", "eng.testb", "test.conll"),
 }
 ENV_DATA_DIR = "KERAS_RESNORM_CONLL_DIR"
-PAD = ""
 
 
 @dataclasses.dataclass
@@ -358,15 +359,13 @@ def tokenize_text(texts):
 
 # ------------------------------------------------------------------ tf.data
 def windows(tokens, tags, max_length):
-    """Split a sentence longer than `max_length` into consecutive windows.
+    """`(tokens, tags)` in the windows of `features.window_starts`.
 
     The documented policy for long sentences: no token is dropped; training
     and prediction both see every window, and predictions are joined back.
     """
-    if len(tokens) <= max_length:
-        return [(tokens, tags)]
     return [(tokens[i:i + max_length], tags[i:i + max_length])
-            for i in range(0, len(tokens), max_length)]
+            for i in features.window_starts(len(tokens), max_length)]
 
 
 BUCKETS = (16, 32, 64, 128, 256, 512)

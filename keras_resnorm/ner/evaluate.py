@@ -9,7 +9,7 @@ tag, are given beside it and labelled as token-level.
 import numpy as np
 import tensorflow as tf
 
-from keras_resnorm.ner.data import PAD
+from keras_resnorm.ner.features import PAD, window_starts
 from keras_resnorm.ner.model import decoder, max_length, tag_names
 
 
@@ -30,8 +30,7 @@ def predict_tags(model, token_lists, batch_size=64, forward=None):
     forward = forward or make_forward(model)
     pieces = []  # (sentence index, window start, tokens)
     for i, tokens in enumerate(token_lists):
-        # The long-sentence policy of data.windows: consecutive windows.
-        for start in range(0, len(tokens), limit):
+        for start in window_starts(len(tokens), limit):
             pieces.append((i, start, tokens[start:start + limit]))
     order = sorted(range(len(pieces)), key=lambda k: len(pieces[k][2]))
     out = [["O"] * len(tokens) for tokens in token_lists]

@@ -31,11 +31,11 @@ XLA-marked functions unless started with `--xla_cpu_compilation_enabled`.
 
 import os
 import re
-import shutil
 
 import keras
 import tensorflow as tf
 
+from keras_resnorm.ner import features, files
 from keras_resnorm.ner.data import tokenize_text
 from keras_resnorm.ner.errors import ExportError, load_keras_archive
 from keras_resnorm.ner.model import decoder, max_length, tag_names
@@ -61,21 +61,15 @@ def _tag_fn(model, xla):
 
     def tag(tokens, lengths):
         tags_const = tf.constant(tag_table)
-        batch = tf.shape(tokens)[0]
-        width = tf.shape(tokens)[1]
-        # At least one window per row, so empty batches and empty sentences
-        # still run through the model with a defined (all padding) result.
-        windows = tf.maximum(1, (width + window - 1) // window)
-        padded = tf.pad(tokens, [[0, 0], [0, windows * window - width]],
-                        constant_values="")
-        flat = tf.reshape(padded, [batch * windows, window])
+        batch, width = tf.shape(tokens)[0], tf.shape(tokens)[1]
+        flat, n = features.split_windows(tokens, window)
         ids, confidence = decode(flat)
-        ids = tf.reshape(ids, [batch, windows * window])[:, :width]
-        confidence = tf.reshape(confidence,
-                                [batch, windows * window])[:, :width]
+        ids = features.join_windows(ids, batch, n, width)
+        confidence = features.join_windows(confidence, batch, n, width)
         valid = tf.sequence_mask(lengths, width)
-        return {"tokens": tf.where(valid, tokens, ""),
-                "tags": tf.where(valid, tf.gather(tags_const, ids), ""),
+        return {"tokens": tf.where(valid, tokens, features.PAD),
+                "tags": tf.where(valid, tf.gather(tags_const, ids),
+                                 features.PAD),
                 "confidence": tf.where(valid, confidence, 0.0),
                 "lengths": tf.cast(lengths, tf.int32)}
     return tag
@@ -132,18 +126,6 @@ def write_warmup(path, sentences=WARMUP_SENTENCES, model_name="ner"):
             writer.write(log.SerializeToString())
 
 
-def _fsync_tree(root):
-    for folder, _, files in os.walk(root):
-        for name in files:
-            with open(os.path.join(folder, name), "rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def export(model, base, version=None, warmup=True, xla=False,
            model_name="ner"):
     """Export `model` (a tagger, or a path to its .keras file) under `base`.
@@ -183,17 +165,14 @@ def export(model, base, version=None, warmup=True, xla=False,
             f"{final} exists; versions are never overwritten. "
             f"Received: version={version}")
     # Leftovers of killed exports are hidden, non-numeric: safe to remove.
-    for name in os.listdir(base):
-        if name.startswith(".tmp-"):
-            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-    tmp = os.path.join(base, f".tmp-{version}-{os.getpid()}")
+    files.remove_leftovers(base)
+    tmp = files.tmp_name(base, str(version))
     _archive(model, xla).write_out(tmp, verbose=False)
     if warmup:
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         write_warmup(os.path.join(tmp, "assets.extra", WARMUP_FILE),
                      model_name=model_name)
-    _fsync_tree(tmp)
-    os.rename(tmp, final)
+    files.publish_directory(tmp, final)
     return final
 
 

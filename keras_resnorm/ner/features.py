@@ -13,7 +13,12 @@ export apply the same ones:
   spaCy 2/3 "HashEmbed"): the normalized form, its first character, its
   last three characters and the word shape (`Xxxx`, `dd`, runs cut to four),
   each hashed into `hash_buckets` rows, so rare and unseen words still get
-  informative embeddings.
+  informative embeddings;
+- padding (`PAD`, the empty string) and the long-sentence policy: a
+  sentence longer than the model's `max_length` is cut into consecutive
+  windows of `max_length` tokens (`window_starts` in Python for training
+  and evaluation, `split_windows` / `join_windows` in the graph for the
+  export), so no token is dropped.
 """
 
 import keras
@@ -24,6 +29,34 @@ PAD = ""
 CASES = ("pad", "lower", "upper", "title", "digit", "other")
 # The hashed features, in the order of the last axis of `hash_ids`.
 HASHED = ("norm", "prefix", "suffix", "shape")
+
+
+def window_starts(length, max_length):
+    """Where each window of a sentence of `length` tokens starts.
+
+    >>> list(window_starts(70, 32))
+    [0, 32, 64]
+    """
+    return range(0, length, max_length)
+
+
+def split_windows(tokens, max_length):
+    """`[batch, width]` tokens -> `([batch * n, max_length], n)` windows.
+
+    The graph form of `window_starts`: each row is padded with `PAD` to `n`
+    whole windows, `n = max(1, ceil(width / max_length))` (at least one, so
+    an empty batch or sentence still has a defined, all-padding result).
+    """
+    batch, width = tf.shape(tokens)[0], tf.shape(tokens)[1]
+    n = tf.maximum(1, (width + max_length - 1) // max_length)
+    padded = tf.pad(tokens, [[0, 0], [0, n * max_length - width]],
+                    constant_values=PAD)
+    return tf.reshape(padded, [batch * n, max_length]), n
+
+
+def join_windows(values, batch, n, width):
+    """Undo `split_windows` on per-token `values` `[batch * n, max_length]`."""
+    return tf.reshape(values, [batch, n * tf.shape(values)[1]])[:, :width]
 
 
 def normalize_words(tokens):

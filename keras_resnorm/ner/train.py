@@ -35,11 +35,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_resnorm import optimizers
+from keras_resnorm import _keras_workarounds, optimizers
 from keras_resnorm.callbacks import ResidualStreamDiagnostics
 from keras_resnorm.ner import data as data_lib
 from keras_resnorm.ner import distribute
 from keras_resnorm.ner import features as features_lib
+from keras_resnorm.ner import files
 from keras_resnorm.ner import model as model_lib
 from keras_resnorm.ner.backup import TrainingBackup
 from keras_resnorm.ner.errors import RunDirError
@@ -147,21 +148,8 @@ class TrainConfig:
                 f"Received: word_dropout={self.word_dropout!r}")
 
 
-def _atomic_write_json(path, value):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _atomic_save_model(model, path):
-    tmp = path + ".tmp.keras"
-    model.save(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    files.atomic_write(path, model.save, suffix=".keras")
 
 
 class EntityF1Checkpoint(keras.callbacks.Callback):
@@ -240,7 +228,7 @@ class EntityF1Checkpoint(keras.callbacks.Callback):
             "epoch": epoch + 1, "dev_entity_f1": scores["f1"],
             "loss": float(logs.get("loss", math.nan)),
             "seconds": seconds, "tokens_per_second": tokens_per_second})
-        _atomic_write_json(self.state_path, self.state)
+        files.atomic_write_json(self.state_path, self.state)
         print(f"\nepoch {epoch + 1}: dev entity F1 {scores['f1']:.4f} "
               f"(best {self.state['best_f1']:.4f} at epoch "
               f"{self.state['best_epoch']}), {tokens_per_second:,.0f} "
@@ -335,7 +323,7 @@ def _prepare_run_dir(config, chief=True):
             return saved, True
     if chief:
         os.makedirs(run_dir, exist_ok=True)
-        _atomic_write_json(config_path, dataclasses.asdict(config))
+        files.atomic_write_json(config_path, dataclasses.asdict(config))
     return config, False
 
 
@@ -389,41 +377,17 @@ def _compile(model, config, steps, strategy):
             jit_compile=config.jit_compile,
         )
     if distribute.is_multi_worker(strategy):
-        # Keras 3.15 reduces each step's logs of a multi-worker run with
-        # MEAN over axis 0, which fails for its scalar logs ("Invalid
-        # reduction dimension 0 for input with 0 dimensions",
-        # tensorflow#72388). As vectors of one element they reduce to the
-        # mean over replicas, which for these synchronized values is the
-        # value itself.
-        train_step = model.train_step
-
-        def vector_logs_step(data):
-            return {k: tf.reshape(v, [1]) if v.shape.rank == 0 else v
-                    for k, v in train_step(data).items()}
-
-        model.train_step = vector_logs_step
+        _keras_workarounds.vector_logs_train_step(model)
 
 
 def _build_for_fit(model, batch, strategy):
-    """Build what `fit` would build, from one local batch, and skip fit's own.
-
-    Keras 3.15's `fit` under a tf.distribute strategy takes the first batch,
-    reduces it across replicas with MEAN and builds from that; the reduction
-    fails on bool inputs (no AddN kernel for bool, MirroredStrategy) and on
-    int inputs under MultiWorkerMirroredStrategy. Our inputs are int ids and
-    a bool mask, so the model, loss, metrics and optimizer are built here
-    instead, from an undistributed batch, and that step of `fit` is skipped.
-    """
-    with strategy.scope():
-        model._symbolic_build(data_batch=batch)
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-    if strategy.num_replicas_in_sync > 1 or distribute.is_multi_worker(
-            strategy):
-        def already_built(iterator=None, data_batch=None):
-            return None
-
-        model._maybe_symbolic_build = already_built
+    """Build what `fit` would build from one local batch; under a strategy
+    `fit` skips its own build, which fails on our int and bool inputs
+    (`keras_resnorm._keras_workarounds`, item 4)."""
+    _keras_workarounds.build_for_fit(
+        model, batch, strategy,
+        skip_fit_build=strategy.num_replicas_in_sync > 1
+        or distribute.is_multi_worker(strategy))
 
 
 def training_dataset(sentences, tags, features, config, first_epoch,
@@ -559,7 +523,7 @@ def _vocabulary(config, train_sentences, tags, resumed, write_dir):
             return json.load(f)
     words, chars = build_vocabulary(train_sentences, config.min_count)
     vocab = {"words": words, "chars": chars, "tags": tags}
-    _atomic_write_json(os.path.join(write_dir, "vocab.json"), vocab)
+    files.atomic_write_json(os.path.join(write_dir, "vocab.json"), vocab)
     return vocab
 
 
@@ -651,8 +615,8 @@ def _finish(config, corpus, f1_callback, train_seconds, strategy):
         "report": test["report"],
         "config": dataclasses.asdict(config),
     }
-    _atomic_write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    files.atomic_write_json(os.path.join(run_dir, "metrics.json"), metrics)
     f1_callback.state["finished"] = True
-    _atomic_write_json(f1_callback.state_path, f1_callback.state)
+    files.atomic_write_json(f1_callback.state_path, f1_callback.state)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     return best, metrics

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -56,19 +55,29 @@ def test_layout_and_versions(exported, tmp_path):
 def test_killed_export_leaves_no_partial_version(exported, tmp_path):
     _, _, model = exported
     base = tmp_path / "base"
+    # A complete version 1 first, so every kill moment below has a version
+    # to check and a partial version 2 to avoid.
+    export.export(model, str(base))
     code = ("import sys; from keras_resnorm.ner import export; "
             "export.export(sys.argv[1], sys.argv[2])")
+    killed_mid_export = 0
     for delay in (4.0, 7.0, 10.0):
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, model, str(base)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [sys.executable, "-c", code, model, str(base)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
+        killed_mid_export += proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        for name in os.listdir(base) if base.exists() else []:
-            if name.isdigit():
-                # Any numeric directory is a complete export.
-                loaded = tf.saved_model.load(str(base / name))
-                assert "serving_default" in loaded.signatures
+        versions = [n for n in os.listdir(base) if n.isdigit()]
+        assert "1" in versions
+        for name in versions:
+            # Any numeric directory is a complete export.
+            loaded = tf.saved_model.load(str(base / name))
+            assert "serving_default" in loaded.signatures
+    # At least one kill must have landed inside an export, or this test
+    # checked nothing about killed exports.
+    assert killed_mid_export >= 1
     path = export.export(model, str(base))
     assert not [n for n in os.listdir(base) if n.startswith(".tmp-")]
     assert "serving_default" in tf.saved_model.load(path).signatures

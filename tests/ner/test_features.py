@@ -79,3 +79,39 @@ def test_feature_outputs_with_and_without_hashing():
     config = hashed.get_config()
     assert config["hash_buckets"] == 10
     assert TokenFeatures.from_config(config).hash_buckets == 10
+
+
+def test_one_padding_value_everywhere():
+    from keras_resnorm.ner import data, evaluate, model
+
+    assert data.PAD is features_lib.PAD
+    assert model.PAD is features_lib.PAD
+    assert evaluate.PAD is features_lib.PAD
+
+
+def test_windows_in_python_and_in_the_graph_agree():
+    from keras_resnorm.ner import data
+
+    rng = np.random.default_rng(0)
+    limit = 8
+    for width in (0, 1, 7, 8, 9, 16, 17, 40):
+        tokens = [f"t{i}" for i in range(width)]
+        starts = list(features_lib.window_starts(width, limit))
+        pieces = data.windows(tokens, tokens, limit)
+        assert [p[0] for p in pieces] == [tokens[s:s + limit]
+                                          for s in starts]
+        assert sum(len(p[0]) for p in pieces) == width
+        batch = np.array([tokens] * 3, dtype=str).reshape(3, width)
+        flat, n = features_lib.split_windows(tf.constant(batch), limit)
+        assert int(n) == max(1, len(starts))
+        rows = strings(flat[:int(n)]) if width else []
+        assert [t for t in rows if t] == tokens
+        values = tf.constant(rng.integers(0, 9, size=(3 * int(n), limit)))
+        joined = features_lib.join_windows(values, 3, n, width)
+        np.testing.assert_array_equal(
+            joined, np.asarray(values).reshape(3, -1)[:, :width])
+    empty = tf.zeros([0, 5], tf.string)
+    flat, n = features_lib.split_windows(empty, limit)
+    assert tuple(flat.shape) == (0, limit)
+    assert tuple(features_lib.join_windows(
+        tf.zeros([0, limit]), 0, n, 5).shape) == (0, 5)

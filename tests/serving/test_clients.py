@@ -69,6 +69,16 @@ def test_spans_from_tags(tags, expected):
     assert [(s["type"], s["start"], s["end"]) for s in got] == expected
 
 
+def _expected_spans(out, row):
+    """Spans of one served row computed without the client code: seqeval's
+    own IOB2 chunker over the served tags."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    n = int(out["lengths"][row])
+    tags = [t.decode() for t in out["tags"][row][:n]]
+    return [(kind, start, end + 1) for kind, start, end in get_entities(tags)]
+
+
 def _serve(loaded, texts):
     out = loaded.signatures["serving_default"](text=tf.constant(texts))
     return {k: v.numpy() for k, v in out.items()}
@@ -105,13 +115,10 @@ def test_rest_round_trip_through_loopback_stand_in(exported):
         host = f"127.0.0.1:{server.server_address[1]}"
         texts = ["Anna Kovacs visited Norvale .", ""]
         spans = clients.predict_rest(texts, host=host, timeout=60)
-        out = _serve(loaded, texts)
-        n = int(out["lengths"][0])
-        expected = clients.spans_from_tags(
-            [t.decode() for t in out["tokens"][0][:n]],
-            [t.decode() for t in out["tags"][0][:n]])
-        assert [(s["type"], s["start"], s["end"]) for s in spans[0]] == [
-            (s["type"], s["start"], s["end"]) for s in expected]
+        expected = _expected_spans(_serve(loaded, texts), 0)
+        assert expected, "the served model found no entity to compare"
+        assert [(s["type"], s["start"], s["end"]) for s in spans[0]] == \
+            expected
         assert spans[1] == []
     finally:
         server.shutdown()
@@ -143,13 +150,18 @@ def test_grpc_round_trip_through_loopback_stand_in(exported):
         texts = ["Shares of Halden Motors fell .", "Anna Kovacs"]
         spans = clients.predict_grpc(texts, host=f"127.0.0.1:{port}",
                                      timeout=60)
-        rest_style = clients.parse_rest_response(json.dumps({"predictions": [
-            {"tokens": [t.decode() for t in row_t], "tags":
-             [t.decode() for t in row_g], "confidence": row_c.tolist(),
-             "lengths": int(n)}
-            for row_t, row_g, row_c, n in zip(*[
-                _serve(loaded, texts)[k] for k in
-                ("tokens", "tags", "confidence", "lengths")])]}))
-        assert spans == rest_style
+        out = _serve(loaded, texts)
+        expected = [_expected_spans(out, row) for row in range(len(texts))]
+        assert any(expected), "the served model found no entity to compare"
+        assert [[(s["type"], s["start"], s["end"]) for s in row]
+                for row in spans] == expected
+        for row, row_spans in enumerate(spans):
+            tokens = [t.decode() for t in out["tokens"][row]]
+            for s in row_spans:
+                assert s["text"] == " ".join(tokens[s["start"]:s["end"]])
+                # The span's confidence: the mean over its tokens.
+                assert s["confidence"] == pytest.approx(float(sum(
+                    out["confidence"][row][s["start"]:s["end"]])) / (
+                    s["end"] - s["start"]), abs=1e-6)
     finally:
         server.stop(0)

@@ -1,0 +1,107 @@
+"""Each Keras internal that keras_resnorm._keras_workarounds relies on, and
+each Keras behaviour it works around. These fail when Keras changes under
+the workarounds: then review that module before widening the Keras pin."""
+
+import inspect
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_resnorm import _keras_workarounds as kw
+from keras_resnorm import optimizers
+
+
+def test_keras_is_the_version_the_workarounds_were_checked_against():
+    assert keras.__version__.startswith(kw.KERAS_CHECKED + "."), (
+        f"keras {keras.__version__}: review keras_resnorm/_keras_workarounds"
+        f".py (checked against {kw.KERAS_CHECKED}) and this file")
+
+
+def _nested_model():
+    inner_input = keras.Input((4,))
+    inner = keras.Model(inner_input, keras.layers.Dropout(
+        0.5, seed=3, name="inner_dropout")(keras.layers.Dense(
+            4, name="inner_dense")(inner_input)), name="inner")
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(2, name="head")(inner(inputs))
+    return keras.Model(inputs, outputs)
+
+
+def test_flatten_layers_walks_nested_models():
+    model = _nested_model()
+    names = [layer.name for layer in kw.flatten_layers(model)]
+    assert "inner_dense" in names and "inner_dropout" in names
+    # ... which Keras's public `layers` does not.
+    assert "inner_dense" not in [layer.name for layer in model.layers]
+
+
+def test_save_weights_still_leaves_out_seed_generator_states(tmp_path):
+    model = _nested_model()
+    [(name, generator)] = kw.seed_generators(model).items()
+    assert name.endswith("Dropout/0")
+    x = np.ones((2, 4), "float32")
+    model(x, training=True)  # advances the generator
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    fresh = _nested_model()
+    fresh.load_weights(path)
+    [fresh_generator] = kw.seed_generators(fresh).values()
+    # If Keras starts saving these, backups need not store them apart.
+    assert not np.array_equal(generator.state.numpy(),
+                              fresh_generator.state.numpy())
+
+
+def test_symbolic_build_internals_exist():
+    assert "data_batch" in inspect.signature(
+        keras.Model._symbolic_build).parameters
+    assert set(inspect.signature(
+        keras.Model._maybe_symbolic_build).parameters) >= {"iterator",
+                                                          "data_batch"}
+
+
+def test_build_for_fit_builds_and_fit_skips_its_own_build():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    batch = (np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"))
+    kw.build_for_fit(model, batch, tf.distribute.get_strategy(),
+                     skip_fit_build=True)
+    assert model.optimizer.built and model.compiled_loss is not None
+    assert model._maybe_symbolic_build(data_batch=batch) is None
+    model.fit(*batch, epochs=1, verbose=0)
+
+
+def test_vector_logs_train_step_makes_scalar_logs_vectors():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    kw.vector_logs_train_step(model)
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    logs = tf.function(model.train_step)((x, y))
+    assert logs["loss"].shape == (1,)
+
+
+def test_optimizer_internals_the_adamw_override_uses():
+    base = keras.optimizers.AdamW
+    for name in ("_clip_gradients", "_backend_update_step",
+                 "_all_reduce_sum_gradients", "_distributed_tf_update_step"):
+        assert callable(getattr(base, name, None)), name
+    assert list(inspect.signature(base._backend_update_step).parameters) == [
+        "self", "grads", "trainable_variables", "learning_rate"]
+
+
+@pytest.mark.parametrize("clip", [{"clipnorm": 1e-3},
+                                  {"global_clipnorm": 1e-3},
+                                  {"clipvalue": 1e-4}])
+def test_adamw_without_a_strategy_equals_keras_adamw(clip):
+    def step(optimizer_class):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        model.compile(optimizer=optimizer_class(0.1, **clip), loss="mse")
+        model.fit(np.ones((8, 3)), np.full((8, 2), 5.0), epochs=2,
+                  batch_size=4, verbose=0)
+        return [w.numpy() for w in model.weights]
+
+    for ours, theirs in zip(step(optimizers.AdamW),
+                            step(keras.optimizers.AdamW)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
