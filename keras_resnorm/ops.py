@@ -95,9 +95,9 @@ def _fused_last_axis(x, residual, gamma, beta, epsilon, use_mean,
 
     Row means are matrix-vector products with a constant `1/d` column
     rather than reductions: XLA's CPU reductions are slow, while a dot goes
-    to the optimized matmul kernels (on a 2-core CPU, 16384 x 1024 float32
-    under XLA: 8.8 ms against 13.7 ms for the reduce version, numerically
-    the same two-pass statistics). Backward keeps only the row mean and
+    to the optimized matmul kernels (numerically the same two-pass
+    statistics; `benchmarks/norms.py` measures the kernel against the
+    composite path and Keras's layers). Backward keeps only the row mean and
     reciprocal standard deviation and recomputes the sum, in the standard
     form
 
@@ -202,9 +202,9 @@ def layer_norm(
     With `unit_offset=True` the scale applied is `1 + gamma`. `fused`
     (`"auto"`, `True`, `False`) picks the hand-written kernel of
     `fused_add_norm` for last-axis normalization on TensorFlow; `"auto"`
-    uses it inside `tf.function`/XLA (where it measured faster) and the
-    composite reference path when executing eagerly, `False` always the
-    composite path.
+    uses it inside `tf.function`/XLA (see `benchmarks/results/norms-*.md`)
+    and the composite reference path when executing eagerly, `False`
+    always the composite path.
 
     Example:
 

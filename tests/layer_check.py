@@ -14,9 +14,68 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_resnorm._keras_workarounds import seed_generators as _generators
+
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16", "bfloat16")
 _TOLERANCE = {"float32": 1e-5, "mixed_float16": 2e-2, "mixed_bfloat16": 1e-1,
               "bfloat16": 1e-1}
+
+
+def seed_generator_names(layer):
+    return sorted(_generators(layer))
+
+
+def check_weight_options(make, input_shape, weights):
+    """Regularizers and constraints given to a layer do their job.
+
+    `make(**options)` builds the layer with extra constructor options;
+    `weights` names the weights (last path part) that take
+    `<name>_regularizer` and `<name>_constraint`. Checks: one loss per
+    regularized weight, equal to 0.01 * sum(w ** 2), counted in a model's
+    losses and kept through a config round trip; a NonNeg constraint holds
+    after `fit` steps that push the weights below zero.
+    """
+    x, _ = random_inputs(input_shape)
+    options = {f"{w}_regularizer": keras.regularizers.L2(0.01)
+               for w in weights}
+    layer = make(**options)
+    layer(x)
+    assert len(layer.losses) == len(weights), layer.losses
+    by_name = by_name_of(layer)
+    expected = sum(0.01 * float(np.sum(np.square(by_name[w].numpy())))
+                   for w in weights)
+    np.testing.assert_allclose(float(sum(layer.losses)), expected,
+                               rtol=1e-5)
+    clone = type(layer).from_config(layer.get_config())
+    clone(x)
+    assert len(clone.losses) == len(weights)
+
+    def trained(**options):
+        layer = make(**options)
+        inputs = keras.Input(shape=input_shape[1:])
+        model = keras.Model(inputs, layer(inputs))
+        model.compile(optimizer=keras.optimizers.SGD(10.0), loss="mse")
+        # Targets of the opposite sign to the normalized inputs drive the
+        # gains (and offsets) below zero.
+        target = -100.0 * np.sign(np.asarray(layer(x)))
+        model.fit(x, target, epochs=3, batch_size=len(x), verbose=0)
+        return layer
+
+    free = by_name_of(trained())
+    for w in weights:
+        # Without the constraint the weights do go negative ...
+        assert free[w].numpy().min() < 0, w
+    layer = trained(**{f"{w}_constraint": keras.constraints.NonNeg()
+                       for w in weights})
+    for w in weights:
+        # ... and with it they stay >= 0.
+        assert by_name_of(layer)[w].numpy().min() >= 0, w
+    assert type(layer).from_config(layer.get_config()).get_config()[
+        f"{weights[0]}_constraint"]["class_name"] == "NonNeg"
+
+
+def by_name_of(layer):
+    return {w.path.split("/")[-1]: w for w in layer.weights}
 
 
 def random_inputs(input_shape, seed=0, mask_tail=0):
@@ -40,8 +99,9 @@ def _call(layer, x, mask, training=False):
 
 
 def check_layer(make, input_shape, *, trainable_weights=None,
-                non_trainable_weights=0, mask_tail=0, float32_weights=(),
-                fit=True, policies=POLICIES):
+                non_trainable_weights=0, seed_generators=0, losses=0,
+                mask_tail=0, float32_weights=(), fit=True,
+                policies=POLICIES):
     """Run the generic checks; raise AssertionError on the first failure.
 
     Args:
@@ -51,6 +111,11 @@ def check_layer(make, input_shape, *, trainable_weights=None,
         trainable_weights: expected number of trainable weights after build,
             or None to skip that count.
         non_trainable_weights: expected number of non-trainable weights.
+        seed_generators: expected number of `keras.random.SeedGenerator`s in
+            the layer and its sublayers (dropout, drop path), as Keras's own
+            layer test counts them.
+        losses: expected number of losses the layer adds on a call
+            (regularizers).
         mask_tail: when > 0, a `(batch, time)` mask hiding that many last
             steps is passed, and the output mask must equal it.
         float32_weights: names (last path part) of weights that must stay
@@ -71,6 +136,9 @@ def check_layer(make, input_shape, *, trainable_weights=None,
         assert len(layer.trainable_weights) == trainable_weights, [
             w.path for w in layer.trainable_weights]
     assert len(layer.non_trainable_weights) == non_trainable_weights
+    found = seed_generator_names(layer)
+    assert len(found) == seed_generators, found
+    assert len(layer.losses) == losses, layer.losses
     if mask is not None:
         out_mask = layer.compute_mask(x, tf.constant(mask))
         np.testing.assert_array_equal(np.asarray(out_mask), mask)

@@ -55,8 +55,9 @@ def _add_train_flags(parser, defaults):
                              "the out-of-vocabulary id")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--xla", action="store_true",
-                        help="train with jit_compile=True (on a 2-core CPU "
-                             "it compiled slowly and ran no faster)")
+                        help="train with jit_compile=True (compiles "
+                             "first; measure whether it pays on your "
+                             "machine)")
     parser.add_argument("--strategy", choices=STRATEGIES,
                         default=defaults.strategy,
                         help="default: one device; mirrored: all local GPUs "

@@ -7,7 +7,8 @@ from layer_check import check_layer
 
 def test_generic_layer_check():
     check_layer(lambda dtype=None: DropPath(0.3, seed=1, dtype=dtype),
-                (4, 5, 6), trainable_weights=0, mask_tail=2, fit=False)
+                (4, 5, 6), trainable_weights=0, seed_generators=1,
+                mask_tail=2, fit=False)
 
 
 def test_drops_whole_examples_and_keeps_expectation():

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from keras_resnorm import LayerNormalization, RMSNormalization
-from layer_check import check_layer
+from layer_check import check_layer, check_weight_options
 
 OPTIONS = [
     ({}, 2),
@@ -150,3 +150,11 @@ def test_bad_arguments_name_the_argument():
         LayerNormalization()(np.ones((2, 3), "int32"))
     with pytest.raises((TypeError, ValueError), match=r"inputs.dtype=string|string"):
         LayerNormalization()(tf.constant([["a", "b"]]))
+
+
+@pytest.mark.parametrize("options", [{}, {"axis": [1, 2]},
+                                     {"unit_offset": True}])
+def test_regularizers_and_constraints(options):
+    check_weight_options(
+        lambda **extra: LayerNormalization(**options, **extra), (4, 5, 6),
+        ["gamma", "beta"])

@@ -43,8 +43,18 @@ def test_generic_check_every_placement_and_norm(placement, norm):
     {"placement": "peri", "norm": "rms"},
 ])
 def test_generic_check_options(options):
+    generators = ((options.get("dropout", 0) > 0)
+                  + (options.get("drop_path", 0) > 0))
     check_layer(dense_wrapper(**options), (4, 5, 6), mask_tail=2,
-                float32_weights="*")
+                float32_weights="*", seed_generators=generators)
+
+
+@pytest.mark.parametrize("placement,norms", [("pre", 1), ("sandwich", 2),
+                                             ("post", 1)])
+def test_norm_regularizers_reach_the_losses(placement, norms):
+    check_layer(dense_wrapper(placement=placement, norm="rms",
+                              norm_kwargs={"gamma_regularizer": "l2"}),
+                (4, 5, 6), mask_tail=2, float32_weights="*", losses=norms)
 
 
 def test_generic_check_with_projection_shortcut():

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from keras_resnorm import RMSNormalization
-from layer_check import check_layer
+from layer_check import check_layer, check_weight_options
 
 
 @pytest.mark.parametrize("options,n_weights", [
@@ -86,3 +86,10 @@ def test_bad_arguments():
         RMSNormalization(axis=-3).build((2, 4))
     with pytest.raises(TypeError, match=r"Received: inputs.dtype=int64"):
         RMSNormalization()(np.ones((2, 3), "int64"))
+
+
+@pytest.mark.parametrize("options", [{}, {"axis": [1, 2]}])
+def test_regularizers_and_constraints(options):
+    check_weight_options(
+        lambda **extra: RMSNormalization(**options, **extra), (4, 5, 6),
+        ["gamma"])

@@ -21,9 +21,13 @@ from layer_check import check_layer
      "dropout": 0.1, "drop_path": 0.1, "seed": 2},
 ])
 def test_block_generic_check(options):
+    # Each of the two wrappers has a dropout and a drop-path generator.
+    generators = 2 * ((options.get("dropout", 0) > 0)
+                      + (options.get("drop_path", 0) > 0))
     check_layer(lambda dtype=None: TransformerEncoderBlock(
         num_heads=2, intermediate_dim=16, dtype=dtype, **options),
-        (3, 5, 8), mask_tail=2, float32_weights="*")
+        (3, 5, 8), mask_tail=2, float32_weights="*",
+        seed_generators=generators)
 
 
 @pytest.mark.parametrize("placement,has_final", [
@@ -44,7 +48,7 @@ def test_stack_generic_check_and_linear_drop_path():
     enc = check_layer(lambda dtype=None: TransformerEncoder(
         num_layers=3, num_heads=2, intermediate_dim=16, drop_path=0.2,
         norm="rms", seed=5, dtype=dtype), (3, 5, 8), mask_tail=1,
-        float32_weights="*")
+        float32_weights="*", seed_generators=4)  # drop path in blocks 1, 2
     rates = [b.drop_path for b in enc.blocks]
     assert rates == pytest.approx([0.0, 0.1, 0.2])
 
@@ -68,16 +72,16 @@ def test_padding_does_not_change_unpadded_outputs():
                                rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("make", [
-    lambda dtype=None: SelfAttention(num_heads=2, dtype=dtype),
-    lambda dtype=None: SelfAttention(num_heads=2, key_dim=3,
-                                     use_causal_mask=True, dtype=dtype),
-    lambda dtype=None: FeedForward(16, dropout=0.1, dtype=dtype),
-    lambda dtype=None: FeedForward(16, output_dim=4, activation="relu",
-                                   dtype=dtype),
+@pytest.mark.parametrize("make,generators", [
+    (lambda dtype=None: SelfAttention(num_heads=2, dtype=dtype), 0),
+    (lambda dtype=None: SelfAttention(num_heads=2, key_dim=3, dropout=0.1,
+                                      use_causal_mask=True, dtype=dtype), 1),
+    (lambda dtype=None: FeedForward(16, dropout=0.1, dtype=dtype), 1),
+    (lambda dtype=None: FeedForward(16, output_dim=4, activation="relu",
+                                    dtype=dtype), 0),
 ])
-def test_sublayers_generic_check(make):
-    check_layer(make, (3, 5, 8), mask_tail=1)
+def test_sublayers_generic_check(make, generators):
+    check_layer(make, (3, 5, 8), mask_tail=1, seed_generators=generators)
 
 
 def test_causal_self_attention_does_not_look_ahead():

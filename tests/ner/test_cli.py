@@ -105,3 +105,27 @@ def test_bad_model_flags_fail_in_one_line(flags, message, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_every_config_field_has_a_flag():
+    # The dataclass docstrings promise it.
+    from keras_resnorm.ner.model import ModelConfig
+    from keras_resnorm.ner.train import TrainConfig
+
+    parser = cli.build_parser()
+    ner = parser._subparsers._group_actions[0].choices["ner"]
+    train = ner._subparsers._group_actions[0].choices["train"]
+    flags = {s for action in train._actions for s in action.option_strings}
+    renamed = {"jit_compile": "--xla", "crf": "--no-crf",
+               "branch_scale": "--placement"}
+    for cls in (TrainConfig, ModelConfig):
+        for field in dataclasses.fields(cls):
+            if field.name == "model":
+                continue
+            flag = renamed.get(field.name,
+                               "--" + field.name.replace("_", "-"))
+            assert flag in flags, (cls.__name__, field.name)
+    # ... and the defaults are the dataclass's.
+    config = cli._train_config(parser.parse_args(["ner", "train"]))
+    assert dataclasses.replace(config, model=TrainConfig().model) == \
+        TrainConfig()

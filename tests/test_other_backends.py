@@ -1,0 +1,78 @@
+"""The layers on Keras's JAX backend, with TensorFlow made unimportable.
+
+`import keras_resnorm` must not need TensorFlow: only the fused kernel
+(TensorFlow backend) and the NER showcase use it. Each check runs in a
+fresh process, since Keras picks its backend once per process.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent('''
+    import sys
+
+    class NoTensorFlow:
+        def find_spec(self, name, path=None, target=None):
+            if name == "tensorflow" or name.startswith("tensorflow."):
+                raise ImportError("TensorFlow is blocked in this check")
+
+    sys.meta_path.insert(0, NoTensorFlow())
+
+    import keras
+    import numpy as np
+
+    import keras_resnorm as kr
+    from keras_resnorm import optimizers
+
+    assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(4, 5, 8)) * 3 + 1).astype("float32")
+
+    # Values against float64 references of the papers' formulas.
+    x64 = x.astype("float64")
+    mean = x64.mean(-1, keepdims=True)
+    var = ((x64 - mean) ** 2).mean(-1, keepdims=True)
+    want = {"layer": (x64 - mean) / np.sqrt(var + 1e-3),
+            "rms": x64 / np.sqrt((x64 ** 2).mean(-1, keepdims=True) + 1e-6)}
+    for name, reference in want.items():
+        y = np.asarray(kr.normalization(name)(x), "float64")
+        np.testing.assert_allclose(y, reference, rtol=1e-5, atol=1e-5)
+    for name in kr.NORMALIZATIONS:
+        assert np.all(np.isfinite(np.asarray(kr.normalization(name)(x))))
+
+    # Every placement trains a step, with our optimizer, and saves.
+    for placement in ("pre", "post", "sandwich", "deepnorm", "none"):
+        inputs = keras.Input((5, 8))
+        h = kr.ResidualWrapper(keras.layers.Dense(8), placement=placement,
+                               depth=2, dropout=0.1, seed=1)(inputs)
+        model = keras.Model(inputs, kr.TransformerEncoder(
+            num_layers=1, num_heads=2, intermediate_dim=16)(h))
+        model.compile(optimizer=optimizers.AdamW(1e-2, clipnorm=1.0),
+                      loss="mse")
+        before = [np.array(w) for w in model.trainable_weights]
+        history = model.fit(x, np.zeros_like(x), epochs=2, verbose=0)
+        assert np.all(np.isfinite(history.history["loss"]))
+        after = [np.array(w) for w in model.trainable_weights]
+        assert any(not np.array_equal(b, a) for b, a in zip(before, after))
+        path = f"{sys.argv[2]}/{placement}.keras"
+        model.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)
+        np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)),
+                                   rtol=1e-5, atol=1e-5)
+    assert "tensorflow" not in sys.modules
+    print("ok")
+''')
+
+
+@pytest.mark.parametrize("backend", ["jax"])
+def test_layers_train_and_save_without_tensorflow(backend, tmp_path):
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    run = subprocess.run([sys.executable, "-c", SCRIPT, backend,
+                          str(tmp_path)], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().endswith("ok")
