@@ -174,35 +174,38 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(
     assert _dev_f1(run_dir) == _dev_f1(reference), message
 
 
-DIE_ON_FSYNC = textwrap.dedent("""
+DIE_IN_THIRD_BACKUP = textwrap.dedent("""
     import os, signal, sys
     from keras_resnorm.ner import backup, cli
-    calls, original = [0], backup._fsync_path
-    def fsync_then_die(path):
-        original(path)
+    calls, original = [0], backup.files.publish_directory
+    def publish_and_die(tmp, final):
         calls[0] += 1
-        if calls[0] == {n}:
+        if calls[0] == 3 and {before!r}:
             os.kill(os.getpid(), signal.SIGKILL)
-    backup._fsync_path = fsync_then_die
+        original(tmp, final)
+        if calls[0] == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+    backup.files.publish_directory = publish_and_die
     sys.exit(cli.main(sys.argv[1:]))
 """)
 
 
-@pytest.mark.parametrize("n, where", [(7, "before the rename"),
-                                      (9, "after the rename, before pruning")])
+@pytest.mark.parametrize("before, where", [
+    (True, "before the rename"), (False, "after the rename, before pruning")])
 def test_kill_during_a_backup_save_leaves_the_previous_one_usable(
-        runs, reference, n, where):
-    # Each save flushes its weights file, then its directory, renames the
-    # directory, then flushes the backup directory: fsync call 7 is the
-    # third save's weights flush (before its rename), call 9 follows its
-    # rename. The third save is step 15 of epoch 1.
-    run_dir = runs.tmp / f"torn-{n}"
-    proc = runs.start(run_dir, driver=DIE_ON_FSYNC.format(n=n))
+        runs, reference, before, where):
+    # Each save writes its weights and state into a hidden directory, which
+    # files.publish_directory flushes and renames into place; pruning of
+    # old backups follows. The kill comes in the third save (step 15 of
+    # epoch 1), before or after its rename.
+    run_dir = runs.tmp / f"torn-{'before' if before else 'after'}"
+    proc = runs.start(run_dir, driver=DIE_IN_THIRD_BACKUP.format(
+        before=before))
     assert proc.wait(300) == -signal.SIGKILL, where
     names = sorted(os.listdir(run_dir / "backup"))
     complete = [os.path.basename(p) for _, _, p in
                 backups(run_dir / "backup")]
-    if n == 7:
+    if before:
         assert any(name.startswith(".tmp-epoch-0000-step-000015")
                    for name in names), names
         assert complete[0] == "epoch-0000-step-000010", names
