@@ -3,6 +3,7 @@
 from keras_resnorm.layers.drop_path import DropPath
 from keras_resnorm.layers.dynamic_tanh import DynamicTanh
 from keras_resnorm.layers.feed_forward import FeedForward
+from keras_resnorm.layers.hyper_connection import HyperConnection
 from keras_resnorm.layers.layer_normalization import LayerNormalization
 from keras_resnorm.layers.normalization import NORMALIZATIONS, normalization
 from keras_resnorm.layers.residual_wrapper import (

@@ -3,10 +3,17 @@ import keras
 from keras_resnorm.layers._base import (
     check_choice,
     check_fused,
+    check_int,
     check_positive,
     check_rate,
 )
 from keras_resnorm.layers.feed_forward import FeedForward
+from keras_resnorm.layers.hyper_connection import (
+    HYPER_PLACEMENTS,
+    HyperConnection,
+    collapse_stream,
+    expand_stream,
+)
 from keras_resnorm.layers.normalization import check_norm_name, normalization
 from keras_resnorm.layers.residual_wrapper import (
     FUSED_DEFAULT,
@@ -43,7 +50,11 @@ class TransformerEncoderBlock(keras.layers.Layer):
             `features // num_heads`. Defaults to `None`.
         norm: norm name (`"layer"`, `"rms"`, `"scale"`, `"dyt"`). Defaults
             to `"layer"`.
-        placement: norm placement, see `ResidualWrapper`. Defaults to
+        placement: norm placement, see `ResidualWrapper`, or `"hyper"` /
+            `"mhc"`: each sub-layer in a `HyperConnection` (hyper-connections
+            or mHC) over `expansion` streams, the block's input and output
+            then being `(batch, time, expansion, features)` streams
+            (`TransformerEncoder` widens and averages them). Defaults to
             `"pre"`.
         norm_kwargs: dict of norm constructor arguments. Defaults to `None`.
         branch_scale: `None`, `"rezero"`, `"layerscale"` or a float.
@@ -64,6 +75,10 @@ class TransformerEncoderBlock(keras.layers.Layer):
             Defaults to `"auto"`.
         intermediate_dropout: dropout between the two feed-forward layers.
             Defaults to `0.0`.
+        expansion: number of streams for the hyper placements. Defaults to
+            `4`.
+        block_index: the block's position in its stack (the hyper
+            placements' initial read weights depend on it). Defaults to `0`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -109,10 +124,14 @@ class TransformerEncoderBlock(keras.layers.Layer):
         seed=None,
         fused=FUSED_DEFAULT,
         intermediate_dropout=0.0,
+        expansion=4,
+        block_index=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.fused = check_fused(fused)
+        self.expansion = check_positive("expansion", expansion, integer=True)
+        self.block_index = check_int("block_index", block_index, 0)
         self.intermediate_dropout = check_rate("intermediate_dropout",
                                                intermediate_dropout)
         self.num_heads = num_heads
@@ -134,6 +153,32 @@ class TransformerEncoderBlock(keras.layers.Layer):
         )
         self.seed = seed
         self.supports_masking = True
+        attention = SelfAttention(
+            num_heads, key_dim=key_dim, dropout=self.attention_dropout,
+            dtype=self.dtype_policy, name="self_attention",
+        )
+        feed_forward = FeedForward(
+            intermediate_dim, activation=activation,
+            dropout=self.intermediate_dropout, dtype=self.dtype_policy,
+            name="feed_forward",
+        )
+        if placement in HYPER_PLACEMENTS:
+            if branch_scale is not None or self.drop_path > 0:
+                raise ValueError(
+                    f"placement={placement!r} takes no branch_scale or "
+                    f"drop_path. Received: branch_scale={branch_scale!r}, "
+                    f"drop_path={self.drop_path}")
+            hyper = dict(
+                expansion=self.expansion, manifold=placement == "mhc",
+                norm=norm, norm_kwargs=norm_kwargs, dropout=self.dropout,
+                seed=seed, dtype=self.dtype_policy)
+            self.attention_block = HyperConnection(
+                attention, layer_index=2 * self.block_index,
+                name="attention_residual", **hyper)
+            self.feed_forward_block = HyperConnection(
+                feed_forward, layer_index=2 * self.block_index + 1,
+                name="feed_forward_residual", **hyper)
+            return
         residual = dict(
             norm=norm, placement=placement, norm_kwargs=norm_kwargs,
             branch_scale=branch_scale, layerscale_init=layerscale_init,
@@ -142,20 +187,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
             dtype=self.dtype_policy,
         )
         self.attention_block = ResidualWrapper(
-            SelfAttention(
-                num_heads, key_dim=key_dim, dropout=self.attention_dropout,
-                dtype=self.dtype_policy, name="self_attention",
-            ),
-            name="attention_residual", **residual,
-        )
+            attention, name="attention_residual", **residual)
         self.feed_forward_block = ResidualWrapper(
-            FeedForward(
-                intermediate_dim, activation=activation,
-                dropout=self.intermediate_dropout, dtype=self.dtype_policy,
-                name="feed_forward",
-            ),
-            name="feed_forward_residual", **residual,
-        )
+            feed_forward, name="feed_forward_residual", **residual)
 
     def build(self, input_shape):
         self.attention_block.build(input_shape)
@@ -163,7 +197,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
     @property
     def residual_wrappers(self):
-        """The block's two `ResidualWrapper`s, in call order."""
+        """The block's two residual steps (`ResidualWrapper`s, or
+        `HyperConnection`s for the hyper placements), in call order."""
         return (self.attention_block, self.feed_forward_block)
 
     def call(self, inputs, mask=None, training=None):
@@ -199,6 +234,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
                 "seed": self.seed,
                 "fused": self.fused,
                 "intermediate_dropout": self.intermediate_dropout,
+                "expansion": self.expansion,
+                "block_index": self.block_index,
             }
         )
         return config
@@ -259,7 +296,7 @@ class TransformerEncoder(keras.layers.Layer):
     _BLOCK_ARGS = (
         "key_dim", "norm", "placement", "norm_kwargs", "branch_scale",
         "layerscale_init", "dropout", "attention_dropout", "activation",
-        "seed", "fused", "intermediate_dropout",
+        "seed", "fused", "intermediate_dropout", "expansion",
     )
 
     def __init__(self, num_layers, num_heads, intermediate_dim,
@@ -288,12 +325,14 @@ class TransformerEncoder(keras.layers.Layer):
                     num_heads, intermediate_dim, depth=num_layers,
                     drop_path=rate,
                     seed=None if seed is None else seed + i,
+                    block_index=i,
                     dtype=self.dtype_policy, name=f"block_{i}",
                     **per_block,
                 )
             )
+        self._hyper = placement in HYPER_PLACEMENTS
         wants_final = final_norm is True or (
-            final_norm == "auto" and is_pre_norm(placement)
+            final_norm == "auto" and (is_pre_norm(placement) or self._hyper)
         )
         self.final_norm_layer = None
         if wants_final:
@@ -307,13 +346,27 @@ class TransformerEncoder(keras.layers.Layer):
             )
 
     def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        block_shape = input_shape
+        if self._hyper:
+            block_shape = input_shape[:-1] + (
+                self.block_kwargs.get("expansion", 4), input_shape[-1])
         for block in self.blocks:
-            block.build(input_shape)
+            block.build(block_shape)
         if self.final_norm_layer is not None:
             self.final_norm_layer.build(input_shape)
 
     def call(self, inputs, mask=None, training=None):
         placement = self.block_kwargs.get("placement", "pre")
+        if self._hyper:
+            # n copies of the stream through every block, then their mean.
+            x = expand_stream(inputs, self.block_kwargs.get("expansion", 4))
+            for block in self.blocks:
+                x = block(x, mask=mask, training=training)
+            x = collapse_stream(x)
+            if self.final_norm_layer is not None:
+                x = self.final_norm_layer(x)
+            return x
         if is_pre_norm(placement):
             # One chain over every wrapper of every block: each residual add
             # is fused with the next input norm (or the final norm).
