@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 DEBUG_ENV = "KERAS_RESNORM_DEBUG"
 EXAMPLE = "EU rejects German call to boycott British lamb ."
 PLACEMENT_CHOICES = ("pre", "post", "sandwich", "peri", "deepnorm", "none",
-                     "rezero", "layerscale")
+                     "rezero", "layerscale", "hyper", "mhc")
 
 
 def _add_train_flags(parser, defaults):
@@ -84,7 +84,11 @@ def _add_train_flags(parser, defaults):
     parser.add_argument("--placement", choices=PLACEMENT_CHOICES,
                         default=m.placement,
                         help="rezero = no norm + ReZero; layerscale = "
-                             "pre-norm + LayerScale")
+                             "pre-norm + LayerScale; hyper / mhc = "
+                             "hyper-connections / mHC over --expansion "
+                             "streams")
+    parser.add_argument("--expansion", type=int, default=m.expansion,
+                        help="residual streams of --placement hyper/mhc")
     parser.add_argument("--layers", type=int, default=m.layers)
     parser.add_argument("--heads", type=int, default=m.heads)
     parser.add_argument("--d-model", type=int, default=m.d_model)
@@ -134,7 +138,8 @@ def _train_config(args):
                         max_chars=args.max_chars, max_length=args.max_length,
                         recurrent_layers=args.recurrent_layers,
                         hash_buckets=args.hash_buckets,
-                        hash_dim=args.hash_dim, crf=args.crf)
+                        hash_dim=args.hash_dim, crf=args.crf,
+                        expansion=args.expansion)
     return TrainConfig(
         run_dir=args.run_dir, data_dir=args.data_dir, download=args.download,
         scheme=args.scheme, cache_dir=args.cache_dir, epochs=args.epochs,

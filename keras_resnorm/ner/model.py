@@ -26,7 +26,12 @@ import keras
 import tensorflow as tf
 
 from keras_resnorm.layers import ResidualWrapper, TransformerEncoder
-from keras_resnorm.layers import normalization
+from keras_resnorm.layers import HyperConnection, normalization
+from keras_resnorm.layers.hyper_connection import (
+    HYPER_PLACEMENTS,
+    collapse_stream,
+    expand_stream,
+)
 from keras_resnorm.ner import crf as crf_lib
 from keras_resnorm.ner.errors import ConfigError
 from keras_resnorm.ner import features as features_lib
@@ -68,9 +73,11 @@ class ModelConfig:
     hash_buckets: int = 5000
     hash_dim: int = 32
     crf: bool = True
+    expansion: int = 4
 
     POSITIVE = ("heads", "d_model", "intermediate_dim", "word_dim",
-                "char_dim", "char_filters", "max_chars", "max_length")
+                "char_dim", "char_filters", "max_chars", "max_length",
+                "expansion")
     NON_NEGATIVE = ("layers", "recurrent_layers", "hash_buckets")
 
     def validate(self):
@@ -159,10 +166,17 @@ class TagLogits(keras.layers.Dense):
 
 
 def _recurrent_block(config, index):
-    """A BiLSTM branch inside a ResidualWrapper: the wrapper takes any layer."""
+    """A BiLSTM branch inside a ResidualWrapper (or, for the hyper
+    placements, a HyperConnection): the wrappers take any layer."""
     lstm = keras.layers.LSTM(config.d_model // 2, return_sequences=True)
+    bilstm = keras.layers.Bidirectional(lstm, name=f"bilstm_{index}")
+    if config.placement in HYPER_PLACEMENTS:
+        return HyperConnection(
+            bilstm, expansion=config.expansion, layer_index=index,
+            manifold=config.placement == "mhc", norm=config.norm,
+            dropout=config.dropout, name=f"recurrent_{index}")
     return ResidualWrapper(
-        keras.layers.Bidirectional(lstm, name=f"bilstm_{index}"),
+        bilstm,
         norm=config.norm, placement=config.placement,
         branch_scale=config.branch_scale, dropout=config.dropout,
         # DeepNorm and LayerScale constants come from the stack's depth.
@@ -216,8 +230,15 @@ def build_model(config, vocabulary, characters, tags):
             config.max_length, name="position_embedding")(h)
         h = keras.layers.Add(name="add_positions")([h, positions])
     h = keras.layers.Dropout(config.dropout, name="input_dropout")(h)
+    hyper = config.placement in HYPER_PLACEMENTS
+    if hyper and config.recurrent_layers:
+        # The BiLSTM blocks share one widened stream, averaged after them.
+        h = expand_stream(h, config.expansion)
     for i in range(config.recurrent_layers):
         h = _recurrent_block(config, i)(h, mask=mask)
+    if hyper and config.recurrent_layers:
+        h = normalization(config.norm, name="recurrent_norm")(
+            collapse_stream(h))
     if config.layers:
         h = TransformerEncoder(
             num_layers=config.layers, num_heads=config.heads,
@@ -225,7 +246,8 @@ def build_model(config, vocabulary, characters, tags):
             placement=config.placement, branch_scale=config.branch_scale,
             dropout=config.dropout,
             attention_dropout=config.attention_dropout,
-            intermediate_dropout=config.dropout, name="encoder",
+            intermediate_dropout=config.dropout,
+            expansion=config.expansion, name="encoder",
         )(h, mask=mask)
     elif config.recurrent_layers and config.placement in ("pre", "sandwich"):
         # A pre-norm stack ends with a norm (TransformerEncoder adds its own).

@@ -204,6 +204,8 @@ def test_run_dir_that_holds_a_different_run(corpus, tmp_path, capsys):
      "d_model must be divisible by heads when layers > 0. "
      "Received: d_model=16, heads=3"),
     (["--min-count", "0"], "min_count must be an int >= 1"),
+    (["--placement", "mhc", "--expansion", "0"],
+     "expansion must be a positive int. Received: expansion=0"),
     (["--weight-decay", "-1"], "weight_decay must be a number >= 0"),
     (["--backup-steps", "0"], "backup_steps must be a positive int or None"),
     (["--strategy", "multiworker"], "TF_CONFIG"),

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_resnorm import HyperConnection
 from keras_resnorm.ner.model import ModelConfig, TokenFeatures, build_model
 
 
@@ -61,3 +62,27 @@ def test_every_norm_and_placement_builds(norm, placement, branch_scale):
                     word_dim=8, char_dim=4, char_filters=8, max_length=16),
         ["eu"], list("EU"), ["O", "B-ORG", "I-ORG"])
     assert tagger(tf.constant([["EU", "x"]])).shape == (1, 2, 3)
+
+
+@pytest.mark.parametrize("placement", ["hyper", "mhc"])
+def test_hyper_placements_train_save_and_export(placement, tmp_path,
+                                                 builtin_corpus):
+    from keras_resnorm.ner import export
+    from keras_resnorm.ner.train import train
+    from ner_helpers import tiny_config
+
+    config = tiny_config(tmp_path / "run", epochs=1)
+    config.model.placement = placement
+    config.model.expansion = 2
+    tagger, metrics = train(config, builtin_corpus)
+    assert np.isfinite(metrics["dev_entity"]["f1"])
+    assert any(isinstance(layer, HyperConnection)
+               for layer in tagger.get_layer("ner_core").layers)
+    loaded = keras.saving.load_model(tmp_path / "run" / "best.keras",
+                                     safe_mode=True)
+    tokens = tf.constant([["Anna", "Kovacs", "visited", "Norvale", "."]])
+    np.testing.assert_allclose(loaded(tokens), tagger(tokens), atol=1e-5)
+    path = export.export(loaded, str(tmp_path / "serving"))
+    served = tf.saved_model.load(path).signatures["serving_default"](
+        text=tf.constant(["Anna Kovacs visited Norvale ."]))
+    assert int(served["lengths"][0]) == 5
