@@ -1,7 +1,20 @@
 """Private helpers shared by the normalization layers."""
 
+import inspect
+
 import keras
 from keras import constraints, initializers, regularizers
+
+
+def accepts_argument(layer, argument):
+    """Whether `layer.call` takes `argument` (or any keyword)."""
+    try:
+        parameters = inspect.signature(layer.call).parameters
+    except (TypeError, ValueError):
+        return False
+    return argument in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
 
 
 def check_rate(name, value):

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_resnorm.layers._base import (
+    accepts_argument,
     check_floating_input,
     check_int,
     check_positive,
@@ -206,7 +207,8 @@ class HyperConnection(keras.layers.Layer):
             self.stream_norm = normalization(
                 "rms" if self.manifold else "layer", name="stream_norm",
                 dtype=self.dtype_policy)
-        self._takes = _call_arguments(layer)
+        self._takes = {name for name in ("training", "mask")
+                       if accepts_argument(layer, name)}
         self.supports_masking = True
 
     # ------------------------------------------------------------------ build
@@ -365,9 +367,3 @@ class HyperConnection(keras.layers.Layer):
 
 def _logit(p):
     return math.log(p) - math.log(1.0 - p)
-
-
-def _call_arguments(layer):
-    import inspect
-
-    return set(inspect.signature(layer.call).parameters)

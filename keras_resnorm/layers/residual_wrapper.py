@@ -1,10 +1,9 @@
-import inspect
-
 import keras
 from keras import ops
 
 from keras_resnorm import ops as rn_ops
 from keras_resnorm.layers._base import (
+    accepts_argument,
     check_choice,
     check_floating_input,
     check_fused,
@@ -95,16 +94,6 @@ def layerscale_init_for_depth(depth):
 def _rms(x):
     x = ops.cast(x, "float32")
     return ops.sqrt(ops.mean(ops.square(x)))
-
-
-def _accepts(layer, argument):
-    try:
-        parameters = inspect.signature(layer.call).parameters
-    except (TypeError, ValueError):
-        return False
-    return argument in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
 
 
 def add_norm(norm, skip, h, fused=FUSED_DEFAULT):
@@ -354,8 +343,8 @@ class ResidualWrapper(keras.layers.Layer):
             self.deepnorm_alpha = deepnorm_alpha
             self.deepnorm_beta = deepnorm_beta
         self.supports_masking = True
-        self._layer_takes_training = _accepts(layer, "training")
-        self._layer_takes_mask = _accepts(layer, "mask")
+        self._layer_takes_training = accepts_argument(layer, "training")
+        self._layer_takes_mask = accepts_argument(layer, "mask")
 
         def make_norm(name):
             kwargs = dict(self.norm_kwargs)
