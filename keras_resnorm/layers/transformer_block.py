@@ -153,15 +153,22 @@ class TransformerEncoderBlock(keras.layers.Layer):
         )
         self.seed = seed
         self.supports_masking = True
-        attention = SelfAttention(
-            num_heads, key_dim=key_dim, dropout=self.attention_dropout,
-            dtype=self.dtype_policy, name="self_attention",
-        )
-        feed_forward = FeedForward(
-            intermediate_dim, activation=activation,
-            dropout=self.intermediate_dropout, dtype=self.dtype_policy,
-            name="feed_forward",
-        )
+        # Each sub-layer is made right before its wrapper: layers with an
+        # unseeded dropout draw their seed when made, so this order keeps
+        # the random streams of the blocks as they always were.
+        def attention():
+            return SelfAttention(
+                num_heads, key_dim=key_dim, dropout=self.attention_dropout,
+                dtype=self.dtype_policy, name="self_attention",
+            )
+
+        def feed_forward():
+            return FeedForward(
+                intermediate_dim, activation=activation,
+                dropout=self.intermediate_dropout, dtype=self.dtype_policy,
+                name="feed_forward",
+            )
+
         if placement in HYPER_PLACEMENTS:
             if branch_scale is not None or self.drop_path > 0:
                 raise ValueError(
@@ -173,10 +180,10 @@ class TransformerEncoderBlock(keras.layers.Layer):
                 norm=norm, norm_kwargs=norm_kwargs, dropout=self.dropout,
                 seed=seed, dtype=self.dtype_policy)
             self.attention_block = HyperConnection(
-                attention, layer_index=2 * self.block_index,
+                attention(), layer_index=2 * self.block_index,
                 name="attention_residual", **hyper)
             self.feed_forward_block = HyperConnection(
-                feed_forward, layer_index=2 * self.block_index + 1,
+                feed_forward(), layer_index=2 * self.block_index + 1,
                 name="feed_forward_residual", **hyper)
             return
         residual = dict(
@@ -187,9 +194,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
             dtype=self.dtype_policy,
         )
         self.attention_block = ResidualWrapper(
-            attention, name="attention_residual", **residual)
+            attention(), name="attention_residual", **residual)
         self.feed_forward_block = ResidualWrapper(
-            feed_forward, name="feed_forward_residual", **residual)
+            feed_forward(), name="feed_forward_residual", **residual)
 
     def build(self, input_shape):
         self.attention_block.build(input_shape)
