@@ -1,0 +1,512 @@
+"""Depth study: what each residual placement does as the encoder gets deep.
+
+    python -m benchmarks.depth --data-dir ../shared/data/conll2003
+
+Trains the same small Transformer tagger (word embeddings, `depth`
+encoder blocks, a tag layer) on a CoNLL-2003 subset for a fixed number of
+steps, for every placement, depth, warm-up setting and seed, and records per
+run: the gradient norm of each block's parameters at initialization and at
+the last step (as Xiong et al. 2020 plot them), the training loss curve,
+whether it diverged (a non-finite loss, or a loss above 3x the first one),
+dev entity F1 (seqeval) after the fixed steps, the median step time, the
+parameter count and the residual-stream size (HC and mHC carry `n` copies).
+Runs are interleaved (seed-major), one process, nothing else should run.
+
+Writes `benchmarks/results/depth.{json,md}`, PNG plots (matplotlib, the
+`bench` extra) and TensorBoard logs (`--logdir`).
+"""
+
+import argparse
+import math
+import os
+import time
+
+import numpy as np
+
+PLACEMENTS = ("noresidual", "post", "pre", "sandwich", "deepnorm", "rezero",
+              "layerscale", "hyper", "mhc")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.depth")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--depths", type=int, nargs="+",
+                        default=[6, 12, 24, 48])
+    parser.add_argument("--placements", nargs="+", default=list(PLACEMENTS),
+                        choices=PLACEMENTS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--warmup", nargs="+", default=["on", "off"],
+                        choices=("on", "off"))
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--d-model", type=int, default=32)
+    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=32)
+    parser.add_argument("--expansion", type=int, default=4)
+    parser.add_argument("--train-sentences", type=int, default=4000)
+    parser.add_argument("--dev-sentences", type=int, default=1000)
+    parser.add_argument("--name", default="depth")
+    parser.add_argument("--logdir", default=os.path.join("runs", "depth"))
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="start no new run after this; the results say "
+                             "which cells are missing")
+    parser.add_argument("--others", default="nothing else ran",
+                        help="what else ran on the machine meanwhile")
+    args = parser.parse_args(argv)
+    for name in ("steps", "batch_size", "d_model", "max_length",
+                 "train_sentences", "dev_sentences"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    return args
+
+
+# ------------------------------------------------------------------- data
+def load(args):
+    from keras_resnorm.ner import data, features
+
+    directory = args.data_dir
+    train = list(data.parse_conll(data.split_path(directory, "train")))
+    dev = list(data.parse_conll(data.split_path(directory, "valid")))
+    train = train[:args.train_sentences]
+    dev = dev[:args.dev_sentences]
+    words, _ = features.vocabulary([t for t, _ in train], 2)
+    tags = data.tag_set(train)
+    word_index = {w: i + 2 for i, w in enumerate(words)}  # 0 pad, 1 OOV
+    tag_index = {t: i for i, t in enumerate(tags)}
+    normalize = _normalizer()
+
+    def encode(sentences):
+        pieces = [p for tokens, labels in sentences
+                  for p in data.windows(tokens, labels, args.max_length)]
+        ids = np.zeros((len(pieces), args.max_length), "int32")
+        labels = np.zeros_like(ids)
+        for row, (tokens, piece_tags) in enumerate(pieces):
+            for col, (token, tag) in enumerate(zip(normalize(tokens),
+                                                   piece_tags)):
+                ids[row, col] = word_index.get(token, 1)
+                labels[row, col] = tag_index.get(tag, 0)
+        return ids, labels, pieces
+
+    return {"train": encode(train), "dev": encode(dev), "tags": tags,
+            "vocabulary": len(words) + 2}
+
+
+def _normalizer():
+    import tensorflow as tf
+
+    from keras_resnorm.ner.features import normalize_words
+
+    def normalize(tokens):
+        out = normalize_words(tf.constant(tokens)).numpy()
+        return [t.decode("utf-8") for t in out]
+
+    return normalize
+
+
+# ------------------------------------------------------------------ model
+def build(args, placement, depth, vocabulary, n_tags):
+    import keras
+
+    from keras_resnorm import (
+        FeedForward,
+        SelfAttention,
+        TransformerEncoder,
+        normalization,
+    )
+
+    inputs = keras.Input((args.max_length,), dtype="int32")
+    h = keras.layers.Embedding(vocabulary, args.d_model, mask_zero=True,
+                               name="embedding")(inputs)
+    mask = keras.ops.not_equal(inputs, 0)
+    common = dict(num_layers=depth, num_heads=args.heads,
+                  intermediate_dim=2 * args.d_model, name="encoder")
+    if placement == "noresidual":
+        # The same sub-layers with no skip path at all: x = N(F(x)).
+        for i in range(depth):
+            for kind in ("attention", "feed_forward"):
+                sub = (SelfAttention(args.heads, name=f"block_{i}_{kind}")
+                       if kind == "attention" else
+                       FeedForward(2 * args.d_model, name=f"block_{i}_{kind}"))
+                h = normalization("layer", name=f"block_{i}_{kind}_norm")(
+                    sub(h, mask=mask) if kind == "attention" else sub(h))
+    else:
+        options = {
+            "post": dict(placement="post"),
+            "pre": dict(placement="pre"),
+            "sandwich": dict(placement="sandwich"),
+            "deepnorm": dict(placement="deepnorm"),
+            "rezero": dict(placement="none", branch_scale="rezero"),
+            "layerscale": dict(placement="pre", branch_scale="layerscale"),
+            "hyper": dict(placement="hyper", expansion=args.expansion),
+            "mhc": dict(placement="mhc", expansion=args.expansion),
+        }[placement]
+        h = TransformerEncoder(**common, **options)(h, mask=mask)
+    outputs = keras.layers.Dense(n_tags, dtype="float32", name="tags")(h)
+    return keras.Model(inputs, outputs)
+
+
+def block_of(path):
+    """The encoder block a variable belongs to, or None."""
+    for part in path.split("/"):
+        if part.startswith("block_"):
+            return int(part.split("_")[1])
+    return None
+
+
+# ------------------------------------------------------------------ a run
+def run(args, corpus, placement, depth, warmup, seed, writer_dir):
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    model = build(args, placement, depth, corpus["vocabulary"],
+                  len(corpus["tags"]))
+    ids, labels, _ = corpus["train"]
+    warm = max(1, args.steps // 10) if warmup == "on" else 0
+
+    def schedule(step):
+        if warm and step < warm:
+            return args.learning_rate * (step + 1) / warm
+        return args.learning_rate
+
+    optimizer = keras.optimizers.Adam(args.learning_rate)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    variables = model.trainable_variables
+    blocks = [block_of(v.path) for v in variables]
+
+    @tf.function
+    def step(x, y, lr):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            weights = tf.cast(tf.not_equal(x, 0), tf.float32)
+            loss = loss_fn(y, logits, sample_weight=weights)
+        grads = tape.gradient(loss, variables)
+        optimizer.learning_rate.assign(lr)
+        optimizer.apply(grads, variables)
+        norms = tf.stack([tf.norm(g) if g is not None else 0.0
+                          for g in grads])
+        return loss, norms
+
+    def per_block(norms):
+        out = np.zeros(depth)
+        for b, value in zip(blocks, np.asarray(norms)):
+            if b is not None:
+                out[b] += float(value) ** 2
+        return np.sqrt(out).tolist()
+
+    rng = np.random.default_rng(seed)
+    losses, times, first_loss, diverged = [], [], None, False
+    grad_init = grad_last = None
+    writer = tf.summary.create_file_writer(writer_dir)
+    for s in range(args.steps):
+        rows = rng.integers(0, len(ids), args.batch_size)
+        started = time.perf_counter()
+        loss, norms = step(tf.constant(ids[rows]), tf.constant(labels[rows]),
+                           tf.constant(schedule(s), tf.float32))
+        loss = float(loss)
+        times.append(time.perf_counter() - started)
+        if s == 0:
+            grad_init, first_loss = per_block(norms), loss
+        grad_last = per_block(norms)
+        losses.append(loss)
+        if s % 10 == 0:
+            with writer.as_default():
+                tf.summary.scalar("loss", loss, step=s)
+                for b, g in enumerate(grad_last):
+                    tf.summary.scalar(f"grad_norm/block_{b:02d}", g, step=s)
+        if not math.isfinite(loss) or loss > 3 * first_loss:
+            diverged = True
+            break
+    writer.close()
+    f1 = 0.0 if diverged else dev_f1(model, corpus)
+    stream = args.max_length * args.batch_size * args.d_model * 4 * (
+        args.expansion if placement in ("hyper", "mhc") else 1)
+    return {
+        "placement": placement, "depth": depth, "warmup": warmup,
+        "seed": seed, "diverged": diverged, "dev_entity_f1": f1,
+        "loss": losses[::5], "final_loss": losses[-1],
+        "grad_norm_init": grad_init, "grad_norm_last": grad_last,
+        "step_ms": 1e3 * float(np.median(times[1:] or times)),
+        "first_step_s": times[0], "parameters": model.count_params(),
+        "stream_bytes_per_block": stream,
+    }
+
+
+def dev_f1(model, corpus):
+    from keras_resnorm.ner.evaluate import entity_scores
+
+    ids, labels, pieces = corpus["dev"]
+    predicted = np.argmax(model.predict(ids, batch_size=256, verbose=0), -1)
+    tags = corpus["tags"]
+    true, pred = [], []
+    for row, (tokens, piece_tags) in enumerate(pieces):
+        n = len(tokens)
+        true.append(list(piece_tags))
+        pred.append([tags[i] for i in predicted[row, :n]])
+    return 100 * entity_scores(true, pred)["f1"]
+
+
+# ---------------------------------------------------------------- results
+def summarize(runs):
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["placement"], r["depth"], r["warmup"]),
+                          []).append(r)
+    rows = []
+    for (placement, depth, warmup), items in sorted(groups.items()):
+        f1 = [r["dev_entity_f1"] for r in items]
+        rows.append({
+            "placement": placement, "depth": depth, "warmup": warmup,
+            "seeds": len(items),
+            "dev F1 mean": float(np.mean(f1)),
+            "dev F1 range": f"{min(f1):.2f}-{max(f1):.2f}",
+            "diverged": sum(r["diverged"] for r in items),
+            "step ms": float(np.median([r["step_ms"] for r in items])),
+            "parameters": items[0]["parameters"],
+            "first/last block grad at init": _ratio(items),
+        })
+    return rows
+
+
+def _ratio(items):
+    values = [r["grad_norm_init"][0] / max(r["grad_norm_init"][-1], 1e-12)
+              for r in items if r["grad_norm_init"]]
+    return float(np.median(values)) if values else float("nan")
+
+
+def _cell(runs, placement, depth, warmup):
+    return [r for r in runs if r["placement"] == placement
+            and r["depth"] == depth and r["warmup"] == warmup]
+
+
+def _f1(items):
+    values = [r["dev_entity_f1"] for r in items]
+    return (float(np.mean(values)), min(values), max(values), len(values)) \
+        if values else None
+
+
+def _compare(a, b):
+    """'higher' / 'lower' when the seed ranges of a and b do not overlap;
+    a single seed never decides."""
+    if a is None or b is None:
+        return "missing"
+    if a[3] < 2 or b[3] < 2:
+        return "overlap"
+    if a[1] > b[2]:
+        return "higher"
+    if a[2] < b[1]:
+        return "lower"
+    return "overlap"
+
+
+def claims(runs):
+    """Each claim, what was measured at the deepest depth, and the verdict:
+    confirmed / contradicted when the seed ranges do not overlap (or the
+    divergence counts differ), 'cannot tell' otherwise."""
+    if not runs:
+        return []
+    deep = max(r["depth"] for r in runs)
+    seeds = len({r["seed"] for r in runs})
+    out = []
+
+    def f1_claim(source, text, a, b, warmup, expect):
+        fa, fb = _f1(_cell(runs, a, deep, warmup)), _f1(_cell(runs, b, deep,
+                                                               warmup))
+        seen = _compare(fa, fb)
+        verdict = ("confirmed" if seen == expect else "cannot tell"
+                   if seen in ("overlap", "missing") else "contradicted")
+        measured = "missing" if seen == "missing" else (
+            f"depth {deep}, warm-up {warmup}: {a} {fa[0]:.2f} "
+            f"({fa[1]:.2f}-{fa[2]:.2f}) vs {b} {fb[0]:.2f} "
+            f"({fb[1]:.2f}-{fb[2]:.2f}), {seeds} seed(s)")
+        out.append({"source": source, "claim": text, "measured": measured,
+                    "verdict": verdict})
+
+    f1_claim("Xiong et al. 2020", "without warm-up, Pre-LN trains better "
+             "than Post-LN", "pre", "post", "off", "higher")
+    post_on = _f1(_cell(runs, "post", deep, "on"))
+    post_off = _f1(_cell(runs, "post", deep, "off"))
+    if post_on and post_off:
+        out.append({
+            "source": "Xiong et al. 2020",
+            "claim": "Post-LN needs warm-up (better with it)",
+            "measured": f"depth {deep}: post with warm-up {post_on[0]:.2f} "
+            f"({post_on[1]:.2f}-{post_on[2]:.2f}) vs without "
+            f"{post_off[0]:.2f} ({post_off[1]:.2f}-{post_off[2]:.2f})",
+            "verdict": {"higher": "confirmed", "lower": "contradicted"}.get(
+                _compare(post_on, post_off), "cannot tell")})
+    ratios = {}
+    for p in ("post", "pre"):
+        items = _cell(runs, p, deep, "on")
+        if items:
+            ratios[p] = float(np.median([
+                r["grad_norm_init"][-1] / max(r["grad_norm_init"][0], 1e-12)
+                for r in items]))
+    if len(ratios) == 2:
+        verdict = ("confirmed" if ratios["post"] > 2 * ratios["pre"]
+                   else "contradicted" if ratios["post"] < ratios["pre"]
+                   else "cannot tell")
+        out.append({"source": "Xiong et al. 2020", "claim": "at "
+                    "initialization Post-LN's gradient grows toward the "
+                    "last block, Pre-LN's does not",
+                    "measured": f"last/first block gradient norm at init, "
+                    f"depth {deep}: post {ratios['post']:.3g}, pre "
+                    f"{ratios['pre']:.3g}", "verdict": verdict})
+    f1_claim("Wang et al. 2022 (DeepNet)", "DeepNorm trains deep post-norm "
+             "stacks better than Post-LN", "deepnorm", "post", "off",
+             "higher")
+    f1_claim("Bachlechner et al. 2020 (ReZero)", "ReZero trains deep stacks "
+             "at least as well as Pre-LN", "rezero", "pre", "off", "higher")
+    f1_claim("Touvron et al. 2021 (CaiT)", "LayerScale helps deep stacks "
+             "over plain Pre-LN", "layerscale", "pre", "on", "higher")
+    f1_claim("Kim et al. 2025 (Peri-LN)", "Peri-LN (sandwich) trains deep "
+             "stacks better than Pre-LN", "sandwich", "pre", "on", "higher")
+    f1_claim("Zhu et al. 2024 (Hyper-Connections)", "hyper-connections "
+             "beat Pre-LN residuals", "hyper", "pre", "on", "higher")
+    f1_claim("Xie et al. 2025 (mHC)", "mHC trains at least as well as HC",
+             "mhc", "hyper", "on", "higher")
+    f1_claim("the article", "residual connections keep deep stacks "
+             "trainable (vanishing gradients without them)", "pre",
+             "noresidual", "on", "higher")
+    return out
+
+
+def plot(runs, out_base):
+    """PNG plots; returns their paths (none without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): "
+              "no plots")
+        return []
+    paths = []
+    depths = sorted({r["depth"] for r in runs})
+    placements = [p for p in PLACEMENTS if any(r["placement"] == p
+                                               for r in runs)]
+    for key, title in (("grad_norm_init", "at initialization"),
+                       ("grad_norm_last", "at the last step")):
+        fig, axes = plt.subplots(1, len(depths), figsize=(4 * len(depths), 3.5),
+                                 squeeze=False)
+        for ax, depth in zip(axes[0], depths):
+            for p in placements:
+                chosen = [r for r in runs if r["placement"] == p and
+                          r["depth"] == depth and r["warmup"] == "on"
+                          and r[key]]
+                if chosen:
+                    ax.plot(np.median([r[key] for r in chosen], axis=0),
+                            label=p)
+            ax.set_yscale("log")
+            ax.set_title(f"depth {depth}")
+            ax.set_xlabel("block")
+        axes[0][0].set_ylabel(f"gradient norm {title}")
+        axes[0][-1].legend(fontsize=7)
+        fig.tight_layout()
+        path = f"{out_base}-{key.replace('_', '-')}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, warmup in zip(axes, ("on", "off")):
+        for p in placements:
+            means = [np.mean([r["dev_entity_f1"] for r in runs
+                              if r["placement"] == p and r["depth"] == d
+                              and r["warmup"] == warmup] or [np.nan])
+                     for d in depths]
+            ax.plot(depths, means, marker="o", label=p)
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"dev entity F1, warm-up {warmup}")
+        ax.set_xlabel("depth (blocks)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    path = f"{out_base}-f1.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    paths.append(path)
+    deepest = depths[-1]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for p in placements:
+        chosen = [r for r in runs if r["placement"] == p and
+                  r["depth"] == deepest and r["warmup"] == "off"
+                  and r["seed"] == min(x["seed"] for x in runs)]
+        for r in chosen:
+            ax.plot(np.arange(len(r["loss"])) * 5, r["loss"], label=p)
+    ax.set_yscale("log")
+    ax.set_title(f"training loss, depth {deepest}, no warm-up, first seed")
+    ax.set_xlabel("step")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = f"{out_base}-loss.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    paths.append(path)
+    return paths
+
+
+def main(argv=None):
+    from benchmarks import common
+
+    args = parse_args(argv)
+    corpus = load(args)
+    machine = common.machine()
+    runs = []
+    started = time.time()
+    planned = [(seed, depth, warmup, placement) for seed in args.seeds
+               for depth in args.depths for warmup in args.warmup
+               for placement in args.placements]
+    # Seed-major, so a drift in the machine's speed spreads over all cells
+    # and a budget that runs out leaves whole seeds.
+    stopped_early = False
+    for seed, depth, warmup, placement in planned:
+        if args.budget_minutes is not None and (
+                time.time() - started > 60 * args.budget_minutes):
+            stopped_early = True
+            break
+        name = f"{placement}-d{depth}-w{warmup}-s{seed}"
+        result = run(args, corpus, placement, depth, warmup,
+                     seed, os.path.join(args.logdir, name))
+        runs.append(result)
+        print(f"{name}: dev F1 {result['dev_entity_f1']:.2f}"
+              f"{' DIVERGED' if result['diverged'] else ''}, "
+              f"{result['step_ms']:.1f} ms/step "
+              f"({time.time() - started:.0f} s so far)",
+              flush=True)
+    rows = summarize(runs)
+    table = claims(runs)
+    out_base = os.path.join(common.RESULTS, args.name)
+    os.makedirs(common.RESULTS, exist_ok=True)
+    plots = plot(runs, out_base)
+    payload = {"machine": machine, "command": common.command(
+        "benchmarks.depth", argv), "others": args.others,
+        "settings": {k: v for k, v in vars(args).items()},
+        "wall_seconds": time.time() - started, "planned_runs": len(planned),
+        "stopped_early": stopped_early, "runs": runs,
+        "summary": rows, "claims": table,
+        "plots": [os.path.basename(p) for p in plots]}
+    columns = ["placement", "depth", "warmup", "seeds", "dev F1 mean",
+               "dev F1 range", "diverged", "step ms", "parameters",
+               "first/last block grad at init"]
+    markdown = (common.header("Depth study", "benchmarks.depth", argv,
+                              machine)
+                + f"Also running: {args.others}. Wall time "
+                f"{(time.time() - started) / 60:.1f} min; {len(runs)} of "
+                f"{len(planned)} planned runs"
+                + (" (the time budget ran out)" if stopped_early else "")
+                + ".\n\n"
+                + common.markdown_table(rows, columns) + "\n\n"
+                + "## Claims\n\nVerdicts compare seed ranges at the "
+                "deepest depth: they do not overlap, or it cannot tell.\n\n"
+                + common.markdown_table(table, ["source", "claim",
+                                                "measured", "verdict"])
+                + "\n\n"
+                + "".join(f"![{os.path.basename(p)}]({os.path.basename(p)})\n"
+                          for p in plots))
+    common.write(args.name, payload, markdown)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
