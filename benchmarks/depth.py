@@ -65,16 +65,15 @@ def parse_args(argv=None):
 def load(args):
     from keras_resnorm.ner import data, features
 
-    directory = args.data_dir
-    train = list(data.parse_conll(data.split_path(directory, "train")))
-    dev = list(data.parse_conll(data.split_path(directory, "valid")))
+    train = list(data.parse_conll(data.split_path(args.data_dir, "train")))
+    dev = list(data.parse_conll(data.split_path(args.data_dir, "valid")))
     train = train[:args.train_sentences]
     dev = dev[:args.dev_sentences]
     words, _ = features.vocabulary([t for t, _ in train], 2)
     tags = data.tag_set(train)
     word_index = {w: i + 2 for i, w in enumerate(words)}  # 0 pad, 1 OOV
     tag_index = {t: i for i, t in enumerate(tags)}
-    normalize = _normalizer()
+    normalized = _normalized(train + dev)
 
     def encode(sentences):
         pieces = [p for tokens, labels in sentences
@@ -82,9 +81,8 @@ def load(args):
         ids = np.zeros((len(pieces), args.max_length), "int32")
         labels = np.zeros_like(ids)
         for row, (tokens, piece_tags) in enumerate(pieces):
-            for col, (token, tag) in enumerate(zip(normalize(tokens),
-                                                   piece_tags)):
-                ids[row, col] = word_index.get(token, 1)
+            for col, (token, tag) in enumerate(zip(tokens, piece_tags)):
+                ids[row, col] = word_index.get(normalized[token], 1)
                 labels[row, col] = tag_index.get(tag, 0)
         return ids, labels, pieces
 
@@ -92,16 +90,15 @@ def load(args):
             "vocabulary": len(words) + 2}
 
 
-def _normalizer():
+def _normalized(sentences):
+    """`{token: vocabulary key}` by the graph's rule, in one call."""
     import tensorflow as tf
 
     from keras_resnorm.ner.features import normalize_words
 
-    def normalize(tokens):
-        out = normalize_words(tf.constant(tokens)).numpy()
-        return [t.decode("utf-8") for t in out]
-
-    return normalize
+    tokens = sorted({t for sentence, _ in sentences for t in sentence})
+    keys = normalize_words(tf.constant(tokens, tf.string)).numpy()
+    return {t: k.decode("utf-8") for t, k in zip(tokens, keys)}
 
 
 # ------------------------------------------------------------------ model
