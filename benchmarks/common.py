@@ -76,12 +76,17 @@ def _fmt(value):
     return str(value)
 
 
-def write(name, payload, markdown):
+def write(name, payload, markdown, echo=True):
+    """`results/<name>.json` and `.md`, each replaced whole (a kill while
+    writing leaves the previous version, never half a file)."""
     os.makedirs(RESULTS, exist_ok=True)
     base = os.path.join(RESULTS, re.sub(r"[^\w.-]", "_", name))
-    with open(base + ".json", "w") as f:
-        json.dump(payload, f, indent=2, default=float)
-    with open(base + ".md", "w") as f:
-        f.write(markdown.rstrip() + "\n")
-    print(markdown)
-    print(f"wrote {base}.json and {base}.md")
+    for suffix, text in ((".json", json.dumps(payload, indent=2,
+                                               default=float)),
+                         (".md", markdown.rstrip() + "\n")):
+        with open(base + suffix + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(base + suffix + ".tmp", base + suffix)
+    if echo:
+        print(markdown)
+        print(f"wrote {base}.json and {base}.md")
