@@ -37,17 +37,22 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--warmup", nargs="+", default=["on", "off"],
                         choices=("on", "off"))
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--d-model", type=int, default=32)
     parser.add_argument("--heads", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--expansion", type=int, default=4)
+    parser.add_argument("--fused", choices=("auto", "off"), default="auto",
+                        help="the norms' fused kernel: 'auto' (the "
+                             "library's default) or 'off' (composite ops)")
     parser.add_argument("--xla", action=argparse.BooleanOptionalAction,
-                        default=True,
-                        help="compile each training step with XLA "
-                             "(default; --no-xla for plain tf.function)")
+                        default=False,
+                        help="compile each training step with XLA (off by "
+                             "default: on this 2-core CPU, XLA's compile "
+                             "time and step time grew faster than linearly "
+                             "with depth; see benchmarks/README.md)")
     parser.add_argument("--train-sentences", type=int, default=4000)
     parser.add_argument("--dev-sentences", type=int, default=1000)
     parser.add_argument("--name", default="depth")
@@ -122,6 +127,7 @@ def build(args, placement, depth, vocabulary, n_tags):
     mask = keras.ops.not_equal(inputs, 0)
     common = dict(num_layers=depth, num_heads=args.heads,
                   intermediate_dim=2 * args.d_model, name="encoder")
+    fused = {} if args.fused == "auto" else {"fused": False}
     if placement == "noresidual":
         # The same sub-layers with no skip path at all: x = N(F(x)).
         for i in range(depth):
@@ -129,7 +135,8 @@ def build(args, placement, depth, vocabulary, n_tags):
                 sub = (SelfAttention(args.heads, name=f"block_{i}_{kind}")
                        if kind == "attention" else
                        FeedForward(2 * args.d_model, name=f"block_{i}_{kind}"))
-                h = normalization("layer", name=f"block_{i}_{kind}_norm")(
+                h = normalization("layer", name=f"block_{i}_{kind}_norm",
+                                  **fused)(
                     sub(h, mask=mask) if kind == "attention" else sub(h))
     else:
         options = {
@@ -142,6 +149,10 @@ def build(args, placement, depth, vocabulary, n_tags):
             "hyper": dict(placement="hyper", expansion=args.expansion),
             "mhc": dict(placement="mhc", expansion=args.expansion),
         }[placement]
+        if fused and placement in ("hyper", "mhc"):
+            options["norm_kwargs"] = fused
+        elif fused:
+            options.update(fused)
         h = TransformerEncoder(**common, **options)(h, mask=mask)
     outputs = keras.layers.Dense(n_tags, dtype="float32", name="tags")(h)
     return keras.Model(inputs, outputs)
@@ -161,7 +172,7 @@ class Cell:
     are traced (and, with `--xla`, compiled) once and reused for every seed
     and warm-up setting; `reset(seed)` gives it the initial weights a model
     built from scratch with that seed would have, and a fresh optimizer.
-    Tracing a depth-48 stack costs far more than a few hundred of its
+    Tracing a depth-48 stack costs as much as a hundred or more of its
     steps, so this is what lets the whole grid fit in the hour."""
 
     def __init__(self, args, corpus, placement, depth):

@@ -1,10 +1,17 @@
 """Small NER configurations and cluster helpers shared by the NER tests."""
 
 import json
+import os
+import pathlib
 import socket
+import subprocess
+import sys
 
 from keras_resnorm.ner.model import ModelConfig
 from keras_resnorm.ner.train import TrainConfig
+
+CAPI = pathlib.Path(__file__).resolve().parents[1] / "serving" / \
+    "capi_contract.py"
 
 
 def tiny_config(run_dir, **overrides):
@@ -37,3 +44,17 @@ def tf_config(ports, index=0):
     return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}"
                                               for p in ports]},
                        "task": {"type": "worker", "index": index}})
+
+
+def capi(path, requests, signature="serving_default", repeat=1):
+    """Run requests through TensorFlow's C API (the loader and Session::Run
+    TF Serving uses), in a process that never imports TF Python."""
+    spec = {"signature": signature, "requests": requests, "repeat": repeat}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, str(CAPI), str(path)],
+                          input=json.dumps(spec), capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["tensorflow_python_imported"] is False
+    return result

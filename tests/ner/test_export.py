@@ -2,9 +2,7 @@
 demo writes, through the same C++ SavedModel loader and Session::Run path
 (TensorFlow's C API)."""
 
-import json
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -15,25 +13,11 @@ import tensorflow as tf
 
 from keras_resnorm.ner import export
 from keras_resnorm.ner.tagger import Tagger, tokenize
+from ner_helpers import capi
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-CAPI = ROOT / "serving" / "capi_contract.py"
 SENTENCES = ["Anna Kovacs visited Norvale on Monday .",
              "Shares of Halden Motors fell after Ravi Menon resigned .",
              "EU rejects German call to boycott British lamb ."]
-
-
-def capi(path, requests, signature="serving_default", repeat=1):
-    """Run requests through the C API in a process without TF Python."""
-    spec = {"signature": signature, "requests": requests, "repeat": repeat}
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run([sys.executable, str(CAPI), str(path)],
-                          input=json.dumps(spec), capture_output=True,
-                          text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
-    assert result["tensorflow_python_imported"] is False
-    return result
 
 
 def test_layout_and_versions(exported, tmp_path):

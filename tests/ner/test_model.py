@@ -68,8 +68,9 @@ def test_every_norm_and_placement_builds(norm, placement, branch_scale):
 def test_hyper_placements_train_save_and_export(placement, tmp_path,
                                                  builtin_corpus):
     from keras_resnorm.ner import export
+    from keras_resnorm.ner.tagger import Tagger
     from keras_resnorm.ner.train import train
-    from ner_helpers import tiny_config
+    from ner_helpers import capi, tiny_config
 
     config = tiny_config(tmp_path / "run", epochs=1)
     config.model.placement = placement
@@ -86,3 +87,13 @@ def test_hyper_placements_train_save_and_export(placement, tmp_path,
     served = tf.saved_model.load(path).signatures["serving_default"](
         text=tf.constant(["Anna Kovacs visited Norvale ."]))
     assert int(served["lengths"][0]) == 5
+    # The serving contract is unchanged: TF Serving's C++ path (the C API's
+    # loader and Session::Run) answers with the Keras model's tags.
+    texts = ["Anna Kovacs visited Norvale .", "EU rejects German call ."]
+    [response] = capi(path, [{"text": texts}])["responses"]
+    assert response["ok"], response
+    keras_tags = Tagger.load(str(tmp_path / "run" / "best.keras"))
+    expected = keras_tags.tag_tokens([t.split() for t in texts])
+    for i, tags in enumerate(expected):
+        n = response["outputs"]["lengths"][i]
+        assert response["outputs"]["tags"][i][:n] == tags
