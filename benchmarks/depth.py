@@ -1,6 +1,8 @@
 """Depth study: what each residual placement does as the encoder gets deep.
 
     python -m benchmarks.depth --data-dir ../shared/data/conll2003
+    python -m benchmarks.depth --from-json benchmarks/results/depth.json
+    python -m benchmarks.depth --from-json A.json B.json --name depth
 
 Trains the same small Transformer tagger (word embeddings, `depth`
 encoder blocks, a tag layer) on a CoNLL-2003 subset for a fixed number of
@@ -12,13 +14,16 @@ dev entity F1 (seqeval) after the fixed steps, the median step time, the
 parameter count and the residual-stream size (HC and mHC carry `n` copies).
 Runs are interleaved (seed-major), one process, nothing else should run.
 
-Writes `benchmarks/results/depth.{json,md}`, PNG plots (matplotlib, the
-`bench` extra) and TensorBoard logs (`--logdir`).
+Writes `benchmarks/results/depth.{json,md}` (rewritten after every run, so
+a crash loses one run), PNG plots (matplotlib, the `bench` extra) and
+TensorBoard logs (`--logdir`). `--from-json FILE` redoes the tables, claims
+and plots from a finished study's JSON without training.
 """
 
 import argparse
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -29,7 +34,12 @@ PLACEMENTS = ("noresidual", "post", "pre", "sandwich", "deepnorm", "rezero",
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.depth")
-    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--data-dir",
+                        help="CoNLL-2003 folder (train/valid/test.txt)")
+    parser.add_argument("--from-json", metavar="FILE", nargs="+",
+                        help="no training: redo the tables, claims and "
+                             "plots (as --name) from one study's JSON, or "
+                             "merge several, each depth from one file")
     parser.add_argument("--depths", type=int, nargs="+",
                         default=[6, 12, 24, 48])
     parser.add_argument("--placements", nargs="+", default=list(PLACEMENTS),
@@ -37,7 +47,7 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--warmup", nargs="+", default=["on", "off"],
                         choices=("on", "off"))
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--d-model", type=int, default=32)
@@ -63,6 +73,8 @@ def parse_args(argv=None):
     parser.add_argument("--others", default="nothing else ran",
                         help="what else ran on the machine meanwhile")
     args = parser.parse_args(argv)
+    if not args.data_dir and not args.from_json:
+        parser.error("--data-dir is required (or --from-json FILE)")
     for name in ("steps", "batch_size", "d_model", "max_length",
                  "train_sentences", "dev_sentences"):
         if getattr(args, name) < 1:
@@ -325,6 +337,7 @@ def summarize(runs):
             "seeds": len(items),
             "dev F1 mean": float(np.mean(f1)),
             "dev F1 range": f"{min(f1):.2f}-{max(f1):.2f}",
+            "final loss": _fmt(_stat(items, final_loss), 3),
             "diverged": sum(r["diverged"] for r in items),
             "step ms": float(np.median([r["step_ms"] for r in items])),
             "trace s": float(np.median([r["trace_s"] for r in items])),
@@ -346,95 +359,131 @@ def _cell(runs, placement, depth, warmup):
             and r["depth"] == depth and r["warmup"] == warmup]
 
 
-def _f1(items):
-    values = [r["dev_entity_f1"] for r in items]
+def final_loss(run):
+    """Mean training loss over the last 20 steps; inf when it diverged."""
+    if run["diverged"]:
+        return float("inf")
+    return float(np.mean(run["loss"][-4:]))  # `loss` keeps every 5th step
+
+
+def _stat(items, value):
+    values = [value(r) for r in items]
     return (float(np.mean(values)), min(values), max(values), len(values)) \
         if values else None
 
 
-def _compare(a, b):
-    """'higher' / 'lower' when the seed ranges of a and b do not overlap;
+def _compare(a, b, higher_is_better=True):
+    """'better' / 'worse' when the seed ranges of a and b do not overlap;
     a single seed never decides."""
     if a is None or b is None:
         return "missing"
     if a[3] < 2 or b[3] < 2:
         return "overlap"
     if a[1] > b[2]:
-        return "higher"
+        return "better" if higher_is_better else "worse"
     if a[2] < b[1]:
-        return "lower"
+        return "worse" if higher_is_better else "better"
     return "overlap"
 
 
+VERDICTS = {"better": "confirmed", "worse": "contradicted",
+            "overlap": "cannot tell", "missing": "cannot tell (missing)"}
+
+# (source, claim, a, a's warm-up, b, b's warm-up): "a trains better than b".
+PAIR_CLAIMS = [
+    ("Xiong et al. 2020", "without warm-up, Pre-LN trains better than "
+     "Post-LN", "pre", "off", "post", "off"),
+    ("Xiong et al. 2020", "Post-LN needs warm-up (trains better with it)",
+     "post", "on", "post", "off"),
+    ("Wang et al. 2022 (DeepNet)", "DeepNorm trains deep post-norm stacks "
+     "better than Post-LN", "deepnorm", "off", "post", "off"),
+    ("Bachlechner et al. 2020 (ReZero)", "ReZero trains deep stacks better "
+     "than Pre-LN", "rezero", "off", "pre", "off"),
+    ("Touvron et al. 2021 (CaiT)", "LayerScale helps deep stacks over "
+     "plain Pre-LN", "layerscale", "on", "pre", "on"),
+    ("Kim et al. 2025 (Peri-LN)", "Peri-LN (sandwich) trains deep stacks "
+     "better than Pre-LN", "sandwich", "on", "pre", "on"),
+    ("Zhu et al. 2024 (Hyper-Connections)", "hyper-connections beat Pre-LN "
+     "residuals", "hyper", "on", "pre", "on"),
+    ("Xie et al. 2025 (mHC)", "mHC trains better than HC", "mhc", "on",
+     "hyper", "on"),
+    ("the article", "residual connections keep deep stacks trainable",
+     "pre", "on", "noresidual", "on"),
+]
+
+
+def _fmt(stat, digits=2):
+    if stat is None:
+        return "missing"
+    mean, low, high, _ = stat
+    if not math.isfinite(mean):
+        return "diverged" if low == high else (
+            f"diverged in some seeds ({low:.{digits}f}-{high:.{digits}f})")
+    return f"{mean:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+def _grad_ratio(runs, placement, depth):
+    """Median over runs of the last block's gradient norm at initialization
+    over the first block's (warm-up cannot change the first step's
+    gradient, so runs with and without it both count)."""
+    items = [r for r in runs if r["placement"] == placement
+             and r["depth"] == depth and r["grad_norm_init"]]
+    if not items:
+        return None
+    return float(np.median([r["grad_norm_init"][-1]
+                            / max(r["grad_norm_init"][0], 1e-30)
+                            for r in items]))
+
+
 def claims(runs):
-    """Each claim, what was measured at the deepest depth, and the verdict:
-    confirmed / contradicted when the seed ranges do not overlap (or the
-    divergence counts differ), 'cannot tell' otherwise."""
-    if not runs:
-        return []
-    deep = max(r["depth"] for r in runs)
-    seeds = len({r["seed"] for r in runs})
+    """Each claim at each depth: what was measured (dev entity F1 and the
+    final training loss, mean and seed range) and a verdict for each:
+    confirmed / contradicted when the seed ranges do not overlap, 'cannot
+    tell' otherwise (one seed never decides). Gradient claims (`kind`
+    "gradient") compare the median last/first block gradient ratio at
+    initialization: a factor of 2 decides."""
     out = []
-
-    def f1_claim(source, text, a, b, warmup, expect):
-        fa, fb = _f1(_cell(runs, a, deep, warmup)), _f1(_cell(runs, b, deep,
-                                                               warmup))
-        seen = _compare(fa, fb)
-        verdict = ("confirmed" if seen == expect else "cannot tell"
-                   if seen in ("overlap", "missing") else "contradicted")
-        measured = "missing" if seen == "missing" else (
-            f"depth {deep}, warm-up {warmup}: {a} {fa[0]:.2f} "
-            f"({fa[1]:.2f}-{fa[2]:.2f}) vs {b} {fb[0]:.2f} "
-            f"({fb[1]:.2f}-{fb[2]:.2f}), {seeds} seed(s)")
-        out.append({"source": source, "claim": text, "measured": measured,
-                    "verdict": verdict})
-
-    f1_claim("Xiong et al. 2020", "without warm-up, Pre-LN trains better "
-             "than Post-LN", "pre", "post", "off", "higher")
-    post_on = _f1(_cell(runs, "post", deep, "on"))
-    post_off = _f1(_cell(runs, "post", deep, "off"))
-    if post_on and post_off:
-        out.append({
-            "source": "Xiong et al. 2020",
-            "claim": "Post-LN needs warm-up (better with it)",
-            "measured": f"depth {deep}: post with warm-up {post_on[0]:.2f} "
-            f"({post_on[1]:.2f}-{post_on[2]:.2f}) vs without "
-            f"{post_off[0]:.2f} ({post_off[1]:.2f}-{post_off[2]:.2f})",
-            "verdict": {"higher": "confirmed", "lower": "contradicted"}.get(
-                _compare(post_on, post_off), "cannot tell")})
-    ratios = {}
-    for p in ("post", "pre"):
-        items = _cell(runs, p, deep, "on")
-        if items:
-            ratios[p] = float(np.median([
-                r["grad_norm_init"][-1] / max(r["grad_norm_init"][0], 1e-12)
-                for r in items]))
-    if len(ratios) == 2:
-        verdict = ("confirmed" if ratios["post"] > 2 * ratios["pre"]
-                   else "contradicted" if ratios["post"] < ratios["pre"]
-                   else "cannot tell")
-        out.append({"source": "Xiong et al. 2020", "claim": "at "
-                    "initialization Post-LN's gradient grows toward the "
-                    "last block, Pre-LN's does not",
-                    "measured": f"last/first block gradient norm at init, "
-                    f"depth {deep}: post {ratios['post']:.3g}, pre "
-                    f"{ratios['pre']:.3g}", "verdict": verdict})
-    f1_claim("Wang et al. 2022 (DeepNet)", "DeepNorm trains deep post-norm "
-             "stacks better than Post-LN", "deepnorm", "post", "off",
-             "higher")
-    f1_claim("Bachlechner et al. 2020 (ReZero)", "ReZero trains deep stacks "
-             "at least as well as Pre-LN", "rezero", "pre", "off", "higher")
-    f1_claim("Touvron et al. 2021 (CaiT)", "LayerScale helps deep stacks "
-             "over plain Pre-LN", "layerscale", "pre", "on", "higher")
-    f1_claim("Kim et al. 2025 (Peri-LN)", "Peri-LN (sandwich) trains deep "
-             "stacks better than Pre-LN", "sandwich", "pre", "on", "higher")
-    f1_claim("Zhu et al. 2024 (Hyper-Connections)", "hyper-connections "
-             "beat Pre-LN residuals", "hyper", "pre", "on", "higher")
-    f1_claim("Xie et al. 2025 (mHC)", "mHC trains at least as well as HC",
-             "mhc", "hyper", "on", "higher")
-    f1_claim("the article", "residual connections keep deep stacks "
-             "trainable (vanishing gradients without them)", "pre",
-             "noresidual", "on", "higher")
+    seeds = len({r["seed"] for r in runs})
+    for depth in sorted({r["depth"] for r in runs}):
+        for source, text, a, wa, b, wb in PAIR_CLAIMS:
+            ca, cb = _cell(runs, a, depth, wa), _cell(runs, b, depth, wb)
+            fa, fb = (_stat(c, lambda r: r["dev_entity_f1"])
+                      for c in (ca, cb))
+            la, lb = (_stat(c, final_loss) for c in (ca, cb))
+            out.append({
+                "source": source, "claim": text, "depth": depth,
+                "kind": "training",
+                "compared": f"{a} (warm-up {wa}) vs {b} (warm-up {wb})",
+                "dev F1": f"{_fmt(fa)} vs {_fmt(fb)}",
+                "by F1": VERDICTS[_compare(fa, fb)],
+                "final loss": f"{_fmt(la, 3)} vs {_fmt(lb, 3)}",
+                "by loss": VERDICTS[_compare(la, lb, higher_is_better=False)],
+                "seeds": seeds})
+        post, pre, plain = (_grad_ratio(runs, p, depth)
+                            for p in ("post", "pre", "noresidual"))
+        if post is not None and pre is not None:
+            out.append({
+                "source": "Xiong et al. 2020", "depth": depth,
+                "claim": "at initialization Post-LN's gradient grows toward "
+                         "the last block, Pre-LN's does not",
+                "kind": "gradient",
+                "measured": f"last/first block gradient norm at init "
+                            f"(median): post {post:.3g}, pre {pre:.3g}",
+                "verdict": "confirmed" if post > 2 * pre else
+                           "contradicted" if post < pre else "cannot tell",
+                "seeds": seeds})
+        if plain is not None and pre is not None:
+            out.append({
+                "source": "the article", "depth": depth,
+                "claim": "without residual connections the gradient "
+                         "vanishes toward the first block",
+                "kind": "gradient",
+                "measured": f"last/first block gradient norm at init "
+                            f"(median): no residual {plain:.3g}, pre "
+                            f"{pre:.3g}",
+                "verdict": "confirmed" if plain > 2 * pre else
+                           "contradicted" if plain < pre else "cannot tell",
+                "seeds": seeds})
     return out
 
 
@@ -475,18 +524,25 @@ def plot(runs, out_base):
         fig.savefig(path, dpi=90)
         plt.close(fig)
         paths.append(path)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, warmup in zip(axes, ("on", "off")):
-        for p in placements:
-            means = [np.mean([r["dev_entity_f1"] for r in runs
-                              if r["placement"] == p and r["depth"] == d
-                              and r["warmup"] == warmup] or [np.nan])
-                     for d in depths]
-            ax.plot(depths, means, marker="o", label=p)
-        ax.set_xscale("log", base=2)
-        ax.set_title(f"dev entity F1, warm-up {warmup}")
-        ax.set_xlabel("depth (blocks)")
-    axes[1].legend(fontsize=7)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), squeeze=False)
+    for column, warmup in enumerate(("on", "off")):
+        for row, (value, title) in enumerate((
+                (lambda r: r["dev_entity_f1"], "dev entity F1"),
+                (final_loss, "final training loss"))):
+            ax = axes[row][column]
+            for p in placements:
+                means = []
+                for d in depths:
+                    cell = [value(r) for r in runs if r["placement"] == p
+                            and r["depth"] == d and r["warmup"] == warmup]
+                    finite = [v for v in cell if math.isfinite(v)]
+                    means.append(np.mean(finite) if finite else np.nan)
+                ax.plot(depths, means, marker="o", label=p)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(depths, [str(d) for d in depths])
+            ax.set_title(f"{title}, warm-up {warmup}")
+            ax.set_xlabel("depth (blocks)")
+    axes[0][1].legend(fontsize=7)
     fig.tight_layout()
     path = f"{out_base}-f1.png"
     fig.savefig(path, dpi=90)
@@ -515,20 +571,26 @@ def plot(runs, out_base):
 def main(argv=None):
     from benchmarks import common
 
+    if argv is None:
+        argv = sys.argv[1:]
     args = parse_args(argv)
+    if args.from_json:
+        return rerender(args.from_json, args.name)
     corpus = load(args)
     machine = common.machine()
     runs = []
     started = time.time()
     planned = [(depth, seed, warmup, placement)
                for depth in sorted(args.depths, reverse=True)
-               for seed in args.seeds for warmup in args.warmup
-               for placement in args.placements]
-    # Depth-major, deepest first (each depth's models are traced once and
-    # kept while its runs go; a budget that runs out costs the shallow end,
-    # not the depth the claims are judged at), then seed-major within a
-    # depth, so a drift in the machine's speed spreads over every placement
-    # compared at that depth.
+               for placement in args.placements
+               for seed in args.seeds for warmup in args.warmup]
+    # Deepest first, so that a budget that runs out costs the shallow end.
+    # One (placement, depth) at a time: its model is traced once and runs
+    # every seed and warm-up setting in a row. (Interleaving placements
+    # cost 20-30 s a run at depth 48: the first step of a model whose turn
+    # came back after eight others ran took most of its first trace's time
+    # again, with no retrace counted.) The F1, loss and gradients do not
+    # depend on the machine's speed; the step times are medians.
     stopped_early = False
     cells = {}
     for index, (depth, seed, warmup, placement) in enumerate(planned):
@@ -537,6 +599,7 @@ def main(argv=None):
             stopped_early = True
             break
         if placement not in cells or cells[placement].depth != depth:
+            cells.clear()
             cells[placement] = Cell(args, corpus, placement, depth)
         name = f"{placement}-d{depth}-w{warmup}-s{seed}"
         result = run(cells[placement], warmup, seed,
@@ -549,54 +612,118 @@ def main(argv=None):
               f"({time.time() - started:.0f} s so far)",
               flush=True)
         # Written as it goes, so that a crash or a kill loses one run.
-        last_of_depth = index + 1 == len(planned) or \
-            planned[index + 1][0] != depth
         write(args, argv, machine, runs, planned, started, False,
               plots=False)
-        if last_of_depth:
-            cells.clear()
     return write(args, argv, machine, runs, planned, started,
                  stopped_early, plots=True)
+
+
+CLAIMS_TEXT = (
+    "## Claims\n\nEach claim at each depth. Dev entity F1 and the final "
+    "training loss (mean over the last 20 steps) are the mean and the "
+    "range over seeds; a verdict is confirmed or contradicted only when "
+    "the two seed ranges do not overlap, otherwise it cannot tell. "
+    "Gradient claims compare medians over seeds, and a factor of 2 "
+    "decides.\n\n")
 
 
 def write(args, argv, machine, runs, planned, started, stopped_early,
           plots):
     from benchmarks import common
 
+    payload = {"machine": machine, "command": common.command(
+        "benchmarks.depth", argv), "argv": list(argv),
+        "others": args.others,
+        "settings": {k: v for k, v in vars(args).items()},
+        "wall_seconds": time.time() - started, "planned_runs": len(planned),
+        "finished": plots, "stopped_early": stopped_early, "runs": runs}
+    return publish(payload, args.name, plots)
+
+
+def publish(payload, name, plots):
+    """Summary, claims, plots (when `plots`) and the markdown, from the
+    runs in `payload`; writes `results/<name>.{json,md}`."""
+    from benchmarks import common
+
+    runs = payload["runs"]
     rows = summarize(runs)
     table = claims(runs)
-    out_base = os.path.join(common.RESULTS, args.name)
+    out_base = os.path.join(common.RESULTS, name)
     os.makedirs(common.RESULTS, exist_ok=True)
     paths = plot(runs, out_base) if plots else []
-    wall = time.time() - started
-    payload = {"machine": machine, "command": common.command(
-        "benchmarks.depth", argv), "others": args.others,
-        "settings": {k: v for k, v in vars(args).items()},
-        "wall_seconds": wall, "planned_runs": len(planned),
-        "finished": plots, "stopped_early": stopped_early, "runs": runs,
-        "summary": rows, "claims": table,
-        "plots": [os.path.basename(p) for p in paths]}
+    payload.update(summary=rows, claims=table,
+                   plots=[os.path.basename(p) for p in paths])
     columns = ["placement", "depth", "warmup", "seeds", "dev F1 mean",
-               "dev F1 range", "diverged", "step ms", "trace s",
+               "dev F1 range", "final loss", "diverged", "step ms", "trace s",
                "parameters", "stream KiB", "first/last block grad at init"]
-    state = ("" if plots else " (still running: partial results)")
-    markdown = (common.header("Depth study", "benchmarks.depth", argv,
-                              machine)
-                + f"Also running: {args.others}. Wall time "
-                f"{wall / 60:.1f} min{state}; {len(runs)} of "
-                f"{len(planned)} planned runs"
-                + (" (the time budget ran out)" if stopped_early else "")
+    state = ("" if payload["finished"]
+             else " (still running: partial results)")
+    markdown = (common.header("Depth study", "benchmarks.depth",
+                              payload["argv"], payload["machine"])
+                + f"Also running: {payload['others']}. Wall time "
+                f"{payload['wall_seconds'] / 60:.1f} min{state}; "
+                f"{len(runs)} of {payload['planned_runs']} planned runs"
+                + (" (the time budget ran out)"
+                   if payload["stopped_early"] else "")
                 + ".\n\n"
+                + "".join(f"- depth {x['depth']}: {x['runs']} runs from "
+                          f"`{x['command']}`\n"
+                          for x in payload.get("sources", []))
+                + ("\n" if payload.get("sources") else "")
                 + common.markdown_table(rows, columns) + "\n\n"
-                + "## Claims\n\nVerdicts compare seed ranges at the "
-                "deepest depth: they do not overlap, or it cannot tell.\n\n"
-                + common.markdown_table(table, ["source", "claim",
-                                                "measured", "verdict"])
+                + CLAIMS_TEXT
+                + common.markdown_table(
+                    [c for c in table if c["kind"] == "training"],
+                    ["source", "claim", "depth", "compared", "dev F1",
+                     "by F1", "final loss", "by loss"])
+                + "\n\n"
+                + common.markdown_table(
+                    [c for c in table if c["kind"] == "gradient"],
+                    ["source", "claim", "depth", "measured", "verdict"])
                 + "\n\n"
                 + "".join(f"![{os.path.basename(p)}]({os.path.basename(p)})\n"
                           for p in paths))
-    common.write(args.name, payload, markdown, echo=plots)
+    common.write(name, payload, markdown, echo=plots)
     return payload
+
+
+def rerender(paths, name):
+    """Tables, claims and plots again from one or more studies' JSON, no
+    training. With several files (a study continued by another command,
+    e.g. for the depths a time budget left out), each depth's runs come
+    whole from the one file holding the most runs at that depth, so runs
+    compared at a depth were always interleaved in one process."""
+    import json
+
+    payloads = []
+    for path in paths:
+        with open(path) as f:
+            payload = json.load(f)
+        if "argv" not in payload:  # written before the argv was recorded
+            payload["argv"] = payload["command"].split()[3:]
+        payloads.append(payload)
+    merged = dict(payloads[0])
+    if len(payloads) > 1:
+        chosen = {}
+        for index, payload in enumerate(payloads):
+            for depth in {r["depth"] for r in payload["runs"]}:
+                count = sum(r["depth"] == depth for r in payload["runs"])
+                if count >= chosen.get(depth, (0, None))[0]:
+                    chosen[depth] = (count, index)
+        runs = [r for depth, (_, index) in sorted(chosen.items(),
+                                                  reverse=True)
+                for r in payloads[index]["runs"] if r["depth"] == depth]
+        settings = payloads[0]["settings"]
+        planned = len(chosen) * len(settings["placements"]) * len(
+            settings["seeds"]) * len(settings["warmup"])
+        merged.update(
+            runs=runs, planned_runs=planned,
+            stopped_early=len(runs) < planned, finished=True,
+            wall_seconds=sum(p["wall_seconds"] for p in payloads),
+            sources=[{"command": payloads[index]["command"],
+                      "depth": depth, "runs": count}
+                     for depth, (count, index) in sorted(chosen.items())])
+    return publish(merged, name, plots=True)
 
 
 if __name__ == "__main__":
