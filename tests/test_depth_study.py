@@ -69,12 +69,13 @@ def test_a_reset_cell_repeats_a_fresh_models_run(tmp_path):
     args = depth.parse_args([
         "--data-dir", corpus_dir, "--steps", "5", "--batch-size", "8",
         "--d-model", "8", "--max-length", "16", "--expansion", "2",
-        "--seeds", "3", "--no-xla"])
+        "--seeds", "3", "4", "--no-xla"])
     corpus = depth.load(args)
     reused = depth.Cell(args, corpus, "mhc", 2)
     first = depth.run(reused, "off", 3, str(tmp_path / "a"))
     depth.run(reused, "on", 4, str(tmp_path / "b"))  # moves every weight
     again = depth.run(reused, "off", 3, str(tmp_path / "c"))
+    args.seeds = [3]
     fresh = depth.run(depth.Cell(args, corpus, "mhc", 2), "off", 3,
                       str(tmp_path / "d"))
     for other in (again, fresh):
