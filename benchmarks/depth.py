@@ -70,6 +70,9 @@ def parse_args(argv=None):
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="start no new run after this; the results say "
                              "which cells are missing")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs in results/<name>.json (same "
+                             "settings) and run only the missing ones")
     parser.add_argument("--others", default="nothing else ran",
                         help="what else ran on the machine meanwhile")
     args = parser.parse_args(argv)
@@ -582,9 +585,12 @@ def main(argv=None):
     args = parse_args(argv)
     if args.from_json:
         return rerender(args.from_json, args.name)
+    previous = load_previous(args) if args.resume else None
     corpus = load(args)
     machine = common.machine()
-    runs = []
+    runs = list(previous["runs"]) if previous else []
+    done = {(r["depth"], r["seed"], r["warmup"], r["placement"])
+            for r in runs}
     started = time.time()
     planned = [(depth, seed, warmup, placement)
                for depth in sorted(args.depths, reverse=True)
@@ -600,6 +606,8 @@ def main(argv=None):
     stopped_early = False
     cells = {}
     for index, (depth, seed, warmup, placement) in enumerate(planned):
+        if (depth, seed, warmup, placement) in done:
+            continue
         if args.budget_minutes is not None and (
                 time.time() - started > 60 * args.budget_minutes):
             stopped_early = True
@@ -610,6 +618,8 @@ def main(argv=None):
         name = f"{placement}-d{depth}-w{warmup}-s{seed}"
         result = run(cells[placement], warmup, seed,
                      os.path.join(args.logdir, name))
+        result["invocation"] = len(previous["invocations"]) \
+            if previous else 0
         runs.append(result)
         print(f"[{index + 1}/{len(planned)}] {name}: dev F1 "
               f"{result['dev_entity_f1']:.2f}"
@@ -619,9 +629,42 @@ def main(argv=None):
               flush=True)
         # Written as it goes, so that a crash or a kill loses one run.
         write(args, argv, machine, runs, planned, started, False,
-              plots=False)
+              plots=False, previous=previous)
     return write(args, argv, machine, runs, planned, started,
-                 stopped_early, plots=True)
+                 stopped_early, plots=True, previous=previous)
+
+
+# Settings that change what a run measures: a resumed study must share them.
+STUDY_SETTINGS = ("steps", "batch_size", "learning_rate", "d_model", "heads",
+                  "max_length", "expansion", "train_sentences",
+                  "dev_sentences", "fused", "xla")
+
+
+def load_previous(args):
+    """The study in results/<name>.json, for --resume; None when there is
+    none. Its settings must equal this command's."""
+    import json
+
+    from benchmarks import common
+
+    path = os.path.join(common.RESULTS, args.name + ".json")
+    if not os.path.exists(path):
+        print(f"--resume: no {path} yet; starting the study")
+        return None
+    with open(path) as f:
+        previous = json.load(f)
+    changed = [f"{k}: {previous['settings'].get(k)!r} -> "
+               f"{getattr(args, k)!r}" for k in STUDY_SETTINGS
+               if previous["settings"].get(k) != getattr(args, k)]
+    if changed:
+        raise SystemExit(
+            f"--resume: {path} was made with other settings ("
+            + "; ".join(changed) + "); use another --name")
+    previous.setdefault("invocations", [{
+        "command": previous["command"], "others": previous["others"],
+        "wall_seconds": previous["wall_seconds"],
+        "runs": len(previous["runs"])}])
+    return previous
 
 
 CLAIMS_TEXT = (
@@ -634,14 +677,20 @@ CLAIMS_TEXT = (
 
 
 def write(args, argv, machine, runs, planned, started, stopped_early,
-          plots):
+          plots, previous=None):
     from benchmarks import common
 
+    earlier = previous["invocations"] if previous else []
+    this = {"command": common.command("benchmarks.depth", argv),
+            "others": args.others, "wall_seconds": time.time() - started,
+            "runs": len(runs) - sum(i["runs"] for i in earlier)}
     payload = {"machine": machine, "command": common.command(
         "benchmarks.depth", argv), "argv": list(argv),
         "others": args.others,
         "settings": {k: v for k, v in vars(args).items()},
-        "wall_seconds": time.time() - started, "planned_runs": len(planned),
+        "wall_seconds": sum(i["wall_seconds"] for i in earlier)
+        + this["wall_seconds"], "planned_runs": len(planned),
+        "invocations": earlier + [this],
         "finished": plots, "stopped_early": stopped_early, "runs": runs}
     return publish(payload, args.name, plots)
 
@@ -666,16 +715,25 @@ def publish(payload, name, plots):
              else " (still running: partial results)")
     markdown = (common.header("Depth study", "benchmarks.depth",
                               payload["argv"], payload["machine"])
-                + f"Also running: {payload['others']}. Wall time "
+                + ("" if payload.get("sources") or len(
+                    payload.get("invocations", [])) > 1 else
+                   f"Also running: {payload['others']}. ")
+                + "Wall time "
                 f"{payload['wall_seconds'] / 60:.1f} min{state}; "
                 f"{len(runs)} of {payload['planned_runs']} planned runs"
                 + (" (the time budget ran out)"
                    if payload["stopped_early"] else "")
                 + ".\n\n"
                 + "".join(f"- depth {x['depth']}: {x['runs']} runs from "
-                          f"`{x['command']}`\n"
+                          f"`{x['command']}` (also running: {x['others']})\n"
                           for x in payload.get("sources", []))
                 + ("\n" if payload.get("sources") else "")
+                + ("".join(f"- run {i + 1}: `{x['command']}`, {x['runs']} "
+                           f"runs in {x['wall_seconds'] / 60:.1f} min (also "
+                           f"running: {x['others']})\n"
+                           for i, x in enumerate(payload["invocations"]))
+                   + "\n" if len(payload.get("invocations", [])) > 1
+                   else "")
                 + common.markdown_table(rows, columns) + "\n\n"
                 + CLAIMS_TEXT
                 + common.markdown_table(
@@ -727,6 +785,7 @@ def rerender(paths, name):
             stopped_early=len(runs) < planned, finished=True,
             wall_seconds=sum(p["wall_seconds"] for p in payloads),
             sources=[{"command": payloads[index]["command"],
+                      "others": payloads[index]["others"],
                       "depth": depth, "runs": count}
                      for depth, (count, index) in sorted(chosen.items())])
     return publish(merged, name, plots=True)

@@ -3,6 +3,8 @@
 import importlib.util
 import json
 
+import pytest
+
 from benchmarks import common, depth
 from keras_resnorm.ner import data
 
@@ -126,3 +128,24 @@ def test_merging_studies_takes_each_depth_whole_from_one_file(tmp_path,
     markdown = (tmp_path / "merged.md").read_text()
     assert "depth 2: 4 runs from `python -m benchmarks.depth --depths 2`" \
         in markdown
+
+
+def test_resume_runs_only_what_is_missing(tmp_path, monkeypatch):
+    corpus = data.write_builtin_corpus(str(tmp_path / "corpus"),
+                                       sentences=(60, 20, 20))
+    monkeypatch.setattr(common, "RESULTS", str(tmp_path / "results"))
+    base = ["--data-dir", corpus, "--depths", "1", "--seeds", "0",
+            "--warmup", "off", "--steps", "2", "--batch-size", "8",
+            "--d-model", "8", "--max-length", "16", "--name", "r",
+            "--logdir", str(tmp_path / "logs")]
+    first = depth.main(base + ["--placements", "pre"])
+    again = depth.main(base + ["--placements", "pre", "noresidual",
+                               "--resume", "--others", "a test"])
+    assert [r["placement"] for r in again["runs"]] == ["pre", "noresidual"]
+    assert again["runs"][0] == first["runs"][0]  # kept, not rerun
+    assert [i["runs"] for i in again["invocations"]] == [1, 1]
+    assert again["invocations"][1]["others"] == "a test"
+    markdown = (tmp_path / "results" / "r.md").read_text()
+    assert "- run 2: `python -m benchmarks.depth" in markdown
+    with pytest.raises(SystemExit, match=r"steps: 2 -> 3"):
+        depth.main(base + ["--steps", "3", "--resume"])
