@@ -426,6 +426,16 @@ PAIR_CLAIMS = [
 ]
 
 
+# (source, claim, placement, its label): "the placement's gradient at
+# initialization leans toward the last blocks more than Pre-LN's does".
+GRADIENT_CLAIMS = [
+    ("Xiong et al. 2020", "at initialization Post-LN's gradient grows toward "
+     "the last block, Pre-LN's does not", "post", "post"),
+    ("the article", "without residual connections the gradient vanishes "
+     "toward the first block", "noresidual", "no residual"),
+]
+
+
 def _fmt(stat, digits=2):
     if stat is None:
         return "missing"
@@ -482,31 +492,19 @@ def claims(runs):
                 "final loss": f"{_fmt(la, 3)} vs {_fmt(lb, 3)}",
                 "by loss": VERDICTS[_compare(la, lb, higher_is_better=False)],
                 "seeds": seeds})
-        post, pre, plain = (_grad_ratio(runs, p, depth)
-                            for p in ("post", "pre", "noresidual"))
-        if post is not None and pre is not None:
+        pre = _grad_ratio(runs, "pre", depth)
+        for source, text, placement, label in GRADIENT_CLAIMS:
+            ratio = _grad_ratio(runs, placement, depth)
+            if ratio is None or pre is None:
+                continue
             out.append({
-                "source": "Xiong et al. 2020", "depth": depth,
-                "claim": "at initialization Post-LN's gradient grows toward "
-                         "the last block, Pre-LN's does not",
+                "source": source, "depth": depth, "claim": text,
                 "kind": "gradient",
                 "measured": f"gradient norm at init, last quarter of blocks "
-                            f"over first (block 0 left out): post "
-                            f"{post:.3g}, pre {pre:.3g}",
-                "verdict": "confirmed" if post > 2 * pre else
-                           "contradicted" if post < pre else "cannot tell",
-                "seeds": seeds})
-        if plain is not None and pre is not None:
-            out.append({
-                "source": "the article", "depth": depth,
-                "claim": "without residual connections the gradient "
-                         "vanishes toward the first block",
-                "kind": "gradient",
-                "measured": f"gradient norm at init, last quarter of blocks "
-                            f"over first (block 0 left out): no residual "
-                            f"{plain:.3g}, pre {pre:.3g}",
-                "verdict": "confirmed" if plain > 2 * pre else
-                           "contradicted" if plain < pre else "cannot tell",
+                            f"over first (block 0 left out): {label} "
+                            f"{ratio:.3g}, pre {pre:.3g}",
+                "verdict": "confirmed" if ratio > 2 * pre else
+                           "contradicted" if ratio < pre else "cannot tell",
                 "seeds": seeds})
     return out
 
