@@ -11,13 +11,15 @@ run: the gradient norm of each block's parameters at initialization and at
 the last step (as Xiong et al. 2020 plot them), the training loss curve,
 whether it diverged (a non-finite loss, or a loss above 3x the first one),
 dev entity F1 (seqeval) after the fixed steps, the median step time, the
-parameter count and the residual-stream size (HC and mHC carry `n` copies).
-Runs are interleaved (seed-major), one process, nothing else should run.
+parameter count and the residual-stream size (HC and mHC carry `n` copies;
+computed from the shapes, not measured). Deepest depth first, one
+(placement, depth) at a time, in one process; nothing else should run.
 
 Writes `benchmarks/results/depth.{json,md}` (rewritten after every run, so
-a crash loses one run), PNG plots (matplotlib, the `bench` extra) and
-TensorBoard logs (`--logdir`). `--from-json FILE` redoes the tables, claims
-and plots from a finished study's JSON without training.
+a crash loses one run, and `--resume` runs only the missing ones), PNG
+plots (matplotlib, the `bench` extra) and TensorBoard logs (`--logdir`).
+`--from-json FILE...` redoes the tables, claims and plots from a study's
+JSON without training, or merges several.
 """
 
 import argparse
