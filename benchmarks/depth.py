@@ -354,15 +354,9 @@ def summarize(runs):
             "trace s": float(np.median([r["trace_s"] for r in items])),
             "parameters": items[0]["parameters"],
             "stream KiB": items[0]["stream_bytes_per_block"] / 1024,
-            "first/last block grad at init": _ratio(items),
+            "grad at init, last/first quarter": _quarter_ratio(items),
         })
     return rows
-
-
-def _ratio(items):
-    values = [r["grad_norm_init"][0] / max(r["grad_norm_init"][-1], 1e-12)
-              for r in items if r["grad_norm_init"]]
-    return float(np.median(values)) if values else float("nan")
 
 
 def _cell(runs, placement, depth, warmup):
@@ -448,26 +442,29 @@ def _fmt(stat, digits=2):
     return f"{mean:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
 
 
-def _grad_ratio(runs, placement, depth):
+def _quarter_ratio(items):
     """Median over runs of the gradient norm at initialization of the last
     quarter of blocks over the first quarter's (medians within each),
     leaving out block 0: it takes the raw embeddings (std about 0.03), and
     in post-norm and no-residual stacks its gradient is 10-100x every other
-    block's, which would decide any ratio it is part of. Warm-up cannot
-    change the first step's gradient, so runs with and without it count."""
-    items = [r for r in runs if r["placement"] == placement
-             and r["depth"] == depth and r["grad_norm_init"]
-             and len(r["grad_norm_init"]) > 1]
-    if not items:
-        return None
-
+    block's, which would decide any ratio it is part of. None without a
+    block besides block 0."""
     def ratio(profile):
         profile = profile[1:]
         q = max(1, len(profile) // 4)
         return float(np.median(profile[-q:])
                      / max(np.median(profile[:q]), 1e-30))
 
-    return float(np.median([ratio(r["grad_norm_init"]) for r in items]))
+    values = [ratio(r["grad_norm_init"]) for r in items
+              if r["grad_norm_init"] and len(r["grad_norm_init"]) > 1]
+    return float(np.median(values)) if values else None
+
+
+def _grad_ratio(runs, placement, depth):
+    """`_quarter_ratio` of a placement at a depth; warm-up cannot change the
+    first step's gradient, so runs with and without it count."""
+    return _quarter_ratio([r for r in runs if r["placement"] == placement
+                           and r["depth"] == depth])
 
 
 def claims(runs):
@@ -702,8 +699,8 @@ def write(args, argv, machine, runs, planned, started, stopped_early,
     this = {"command": common.command("benchmarks.depth", argv),
             "others": args.others, "wall_seconds": time.time() - started,
             "runs": len(runs) - sum(i["runs"] for i in earlier)}
-    payload = {"machine": machine, "command": common.command(
-        "benchmarks.depth", argv), "argv": list(argv),
+    payload = {"machine": machine, "command": this["command"],
+        "argv": list(argv),
         "others": args.others,
         "settings": {k: v for k, v in vars(args).items()},
         "wall_seconds": sum(i["wall_seconds"] for i in earlier)
@@ -728,7 +725,7 @@ def publish(payload, name, plots):
                    plots=[os.path.basename(p) for p in paths])
     columns = ["placement", "depth", "warmup", "seeds", "dev F1 mean",
                "dev F1 range", "final loss", "diverged", "step ms", "trace s",
-               "parameters", "stream KiB", "first/last block grad at init"]
+               "parameters", "stream KiB", "grad at init, last/first quarter"]
     state = ("" if payload["finished"]
              else " (still running: partial results)")
     markdown = (common.header("Depth study", "benchmarks.depth",
