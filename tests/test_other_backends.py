@@ -63,6 +63,30 @@ SCRIPT = textwrap.dedent('''
         loaded = keras.saving.load_model(path, safe_mode=True)
         np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)),
                                    rtol=1e-5, atol=1e-5)
+
+    # A scanned encoder (keras.ops.scan here) gives the unrolled one's
+    # outputs, trains with dropout and drop path under jit, and saves.
+    options = dict(num_layers=3, num_heads=2, intermediate_dim=16,
+                   dropout=0.1, drop_path=0.2, seed=3)
+    unrolled = kr.TransformerEncoder(**options)
+    scanned = kr.TransformerEncoder(scan=True, **options)
+    unrolled(x), scanned(x)
+    scanned.set_unrolled_weights(unrolled.get_weights())
+    np.testing.assert_allclose(np.asarray(scanned(x)),
+                               np.asarray(unrolled(x)), rtol=1e-5, atol=1e-5)
+    inputs = keras.Input((5, 8))
+    model = keras.Model(inputs, scanned(inputs))
+    model.compile(optimizer="adam", loss="mse", jit_compile=True)
+    before = [np.array(w) for w in model.trainable_weights]
+    history = model.fit(x, np.zeros_like(x), epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    after = [np.array(w) for w in model.trainable_weights]
+    assert all(not np.array_equal(b, a) for b, a in zip(before, after))
+    path = f"{sys.argv[2]}/scanned.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)),
+                               rtol=1e-5, atol=1e-5)
     assert "tensorflow" not in sys.modules
     print("ok")
 ''')

@@ -54,11 +54,20 @@ class DropPath(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
         self.built = True
+        # A scalar tensor that stands for `rate` while a scanned stack
+        # (`TransformerEncoder(scan=True)`) traces the one block body that
+        # serves every depth, each depth with its own rate.
+        self._rate_for_call = None
 
     def call(self, inputs, training=None):
-        if not training or self.rate == 0.0:
+        if not training:
             return inputs
-        keep = 1.0 - self.rate
+        if self._rate_for_call is not None:
+            keep = 1.0 - ops.cast(self._rate_for_call, "float32")
+        elif self.rate == 0.0:
+            return inputs
+        else:
+            keep = 1.0 - self.rate
         shape = (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
         draw = keras.random.uniform(
             shape, dtype="float32", seed=self.seed_generator

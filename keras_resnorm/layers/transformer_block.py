@@ -7,6 +7,7 @@ from keras_resnorm.layers._base import (
     check_positive,
     check_rate,
 )
+from keras_resnorm.layers._scan import ScannedStack, Untracked
 from keras_resnorm.layers.feed_forward import FeedForward
 from keras_resnorm.layers.hyper_connection import (
     HYPER_PLACEMENTS,
@@ -264,6 +265,20 @@ class TransformerEncoder(keras.layers.Layer):
     y = N_final(x)           (final_norm=True, or "auto" with pre/sandwich)
     ```
 
+    With `scan=True` the blocks' weights are stacked along a leading depth
+    axis (one variable of shape `(num_layers, ...)` per block weight) and
+    one block body runs in a loop (`tf.while_loop`, or `keras.ops.scan` on
+    other backends), so `tf.function` and XLA trace and compile one block
+    whatever the depth, as Flax's `nn.scan` does. The outputs and gradients
+    are the unrolled stack's for the same weights;
+    `get_unrolled_weights` / `set_unrolled_weights` convert weights both
+    ways. Every placement scans. Dropout and drop path draw different
+    masks at every depth from the encoder's own seed generator. What a
+    scanned stack gives up: the add between two blocks is not fused with
+    the next block's input norm (each block still fuses its own), and
+    `keras_resnorm.callbacks.ResidualStreamDiagnostics` sees no wrappers
+    inside it.
+
     Args:
         num_layers: number of blocks.
         num_heads: attention heads per block.
@@ -271,6 +286,8 @@ class TransformerEncoder(keras.layers.Layer):
         final_norm: `"auto"`, `True` or `False`. Defaults to `"auto"`.
         drop_path: stochastic depth rate of the last block. Defaults to
             `0.0`.
+        scan: whether to run one block body in a loop over stacked
+            weights instead of unrolling the blocks. Defaults to `False`.
         **block_kwargs: every other `TransformerEncoderBlock` argument
             (`norm`, `placement`, `branch_scale`, `dropout`, ...), plus the
             base layer arguments (`name`, `dtype`).
@@ -294,6 +311,13 @@ class TransformerEncoder(keras.layers.Layer):
     ...                              intermediate_dim=32, placement="pre")
     >>> tuple(encoder(np.zeros((2, 7, 16), "float32")).shape)
     (2, 7, 16)
+    >>> scanned = TransformerEncoder(num_layers=2, num_heads=2,
+    ...                              intermediate_dim=32, scan=True)
+    >>> _ = scanned(np.zeros((2, 7, 16), "float32"))
+    >>> scanned.set_unrolled_weights(encoder.get_weights())
+    >>> x = np.random.default_rng(0).normal(size=(2, 7, 16))
+    >>> bool(np.allclose(scanned(x), encoder(x), atol=1e-5))
+    True
 
     Reference:
         Xiong et al., "On Layer Normalization in the Transformer
@@ -307,7 +331,7 @@ class TransformerEncoder(keras.layers.Layer):
     )
 
     def __init__(self, num_layers, num_heads, intermediate_dim,
-                 final_norm="auto", drop_path=0.0, **kwargs):
+                 final_norm="auto", drop_path=0.0, scan=False, **kwargs):
         block_kwargs = {
             k: kwargs.pop(k) for k in self._BLOCK_ARGS if k in kwargs
         }
@@ -318,16 +342,17 @@ class TransformerEncoder(keras.layers.Layer):
         self.intermediate_dim = intermediate_dim
         self.final_norm = check_choice("final_norm", final_norm, _FINAL_NORM)
         self.drop_path = check_rate("drop_path", drop_path)
+        self.scan = check_choice("scan", scan, (False, True))
         self.block_kwargs = block_kwargs
         self.supports_masking = True
         placement = block_kwargs.get("placement", "pre")
         norm = check_norm_name(block_kwargs.get("norm", "layer"))
         seed = block_kwargs.get("seed")
         per_block = {k: v for k, v in block_kwargs.items() if k != "seed"}
-        self.blocks = []
+        blocks = []
         for i in range(num_layers):
             rate = self.drop_path * i / max(1, num_layers - 1)
-            self.blocks.append(
+            blocks.append(
                 TransformerEncoderBlock(
                     num_heads, intermediate_dim, depth=num_layers,
                     drop_path=rate,
@@ -337,6 +362,17 @@ class TransformerEncoder(keras.layers.Layer):
                     **per_block,
                 )
             )
+        if scan:
+            # The blocks only give the stacked weights their initial values
+            # (in `build`); they are kept out of Keras's tracking.
+            self._scan_blocks = Untracked(blocks)
+            self._stack = None
+            self.seed_generator = None
+            if self.drop_path > 0 or any(block_kwargs.get(k, 0.0) > 0 for k in (
+                    "dropout", "attention_dropout", "intermediate_dropout")):
+                self.seed_generator = keras.random.SeedGenerator(seed)
+        else:
+            self.blocks = blocks
         self._hyper = placement in HYPER_PLACEMENTS
         wants_final = final_norm is True or (
             final_norm == "auto" and (is_pre_norm(placement) or self._hyper)
@@ -358,19 +394,36 @@ class TransformerEncoder(keras.layers.Layer):
         if self._hyper:
             block_shape = input_shape[:-1] + (
                 self.block_kwargs.get("expansion", 4), input_shape[-1])
-        for block in self.blocks:
+        blocks = self._scan_blocks.layer if self.scan else self.blocks
+        for block in blocks:
             block.build(block_shape)
+        if self.scan:
+            self._stack = ScannedStack(self, blocks, self.seed_generator,
+                                       self.drop_path)
+            self._scan_blocks = None
         if self.final_norm_layer is not None:
             self.final_norm_layer.build(input_shape)
+
+    def _run_blocks(self, x, mask, training):
+        if self.scan:
+            return self._stack(x, mask=mask, training=training)
+        for block in self.blocks:
+            x = block(x, mask=mask, training=training)
+        return x
 
     def call(self, inputs, mask=None, training=None):
         placement = self.block_kwargs.get("placement", "pre")
         if self._hyper:
             # n copies of the stream through every block, then their mean.
             x = expand_stream(inputs, self.block_kwargs.get("expansion", 4))
-            for block in self.blocks:
-                x = block(x, mask=mask, training=training)
-            x = collapse_stream(x)
+            x = collapse_stream(self._run_blocks(x, mask, training))
+            if self.final_norm_layer is not None:
+                x = self.final_norm_layer(x)
+            return x
+        if self.scan:
+            # Each block fuses its own adds; the add between two blocks is
+            # not fused with the next block's input norm.
+            x = self._run_blocks(inputs, mask, training)
             if self.final_norm_layer is not None:
                 x = self.final_norm_layer(x)
             return x
@@ -382,12 +435,51 @@ class TransformerEncoder(keras.layers.Layer):
                                   mask, training,
                                   self.block_kwargs.get("fused",
                                                         FUSED_DEFAULT))
-        x = inputs
-        for block in self.blocks:
-            x = block(x, mask=mask, training=training)
+        x = self._run_blocks(inputs, mask, training)
         if self.final_norm_layer is not None:
             x = self.final_norm_layer(x)
         return x
+
+    def get_unrolled_weights(self):
+        """The weights as an unrolled encoder's `get_weights()` lists them
+        (block by block, then the final norm), for either `scan` setting."""
+        if not self.scan:
+            return self.get_weights()
+        self._check_built("get_unrolled_weights")
+        per_block = self._stack.unrolled_values()
+        return [v for block in per_block for v in block] + self._final_values()
+
+    def set_unrolled_weights(self, weights):
+        """Set the weights from an unrolled encoder's `get_weights()` (or
+        `get_unrolled_weights()`), for either `scan` setting: a trained
+        unrolled encoder's weights load into a scanned one of the same
+        config, and back."""
+        if not self.scan:
+            return self.set_weights(weights)
+        self._check_built("set_unrolled_weights")
+        weights = list(weights)
+        per = len(self._stack.stacked)
+        expected = self.num_layers * per + len(self._final_values())
+        if len(weights) != expected:
+            raise ValueError(
+                f"Expected {expected} arrays ({self.num_layers} blocks of "
+                f"{per}, then the final norm's). Received: {len(weights)} "
+                "arrays")
+        self._stack.assign_unrolled([
+            weights[i * per:(i + 1) * per] for i in range(self.num_layers)])
+        if self.final_norm_layer is not None:
+            self.final_norm_layer.set_weights(weights[self.num_layers * per:])
+
+    def _final_values(self):
+        if self.final_norm_layer is None:
+            return []
+        return self.final_norm_layer.get_weights()
+
+    def _check_built(self, what):
+        if not self.built:
+            raise ValueError(f"{what} needs a built encoder; call it on an "
+                             f"input first. Received: encoder '{self.name}'"
+                             " (not built)")
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -404,6 +496,7 @@ class TransformerEncoder(keras.layers.Layer):
                 "intermediate_dim": self.intermediate_dim,
                 "final_norm": self.final_norm,
                 "drop_path": self.drop_path,
+                "scan": self.scan,
                 **self.block_kwargs,
             }
         )

@@ -1,0 +1,174 @@
+"""A scanned stack: one block's body run in a loop over stacked weights.
+
+An unrolled stack of `L` blocks gives the graph (and XLA) `L` copies of the
+block. A scanned stack keeps one *template* block and, for each of its
+weights, one variable of shape `(L, ...)` holding every depth's copy. A
+loop runs the template `L` times; at step `i` the template's weights read
+slice `i` of the stacked variables (`keras.StatelessScope` maps each
+template variable to its slice), so tracing and compiling see one block
+whatever the depth. The same rule serves the gradients: the loop's gradient
+writes slice `i` of each stacked variable's gradient.
+
+Randomness: every dropout and drop-path `SeedGenerator` of the template is
+mapped at step `i` to a state derived from the owner's own generator, the
+depth `i` and the generator's index, so each depth draws its own masks and
+one seed reproduces them. Drop path takes its depth's rate as a tensor
+(`DropPath._rate_for_call`).
+
+On the TensorFlow backend the loop is a `tf.while_loop` over
+`TensorArray`s of the stacked weights (it compiles under XLA and exports
+as a plain While op); elsewhere it is `keras.ops.scan`.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_resnorm._keras_workarounds import flatten_layers, seed_generators
+from keras_resnorm.layers.drop_path import DropPath
+
+
+class Untracked:
+    """Holds a layer out of Keras's tracking: the template's own variables
+    are stand-ins, not weights of the stack."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+
+class ScannedStack:
+    """The stacked weights of `blocks` and a loop that runs them.
+
+    Args:
+        owner: the layer that owns the stacked variables (they are made with
+            `owner.add_weight`, so they are its weights and are saved).
+        blocks: `L` built blocks of one config, in depth order. The last one
+            becomes the template; the others only give their initial values
+            and are dropped.
+        seed_generator: the owner's `SeedGenerator`, or `None` when the
+            blocks draw no randomness.
+        drop_path: drop-path rate at the last depth; depth `i` uses
+            `drop_path * i / max(1, L - 1)`, as the unrolled stack does.
+    """
+
+    def __init__(self, owner, blocks, seed_generator=None, drop_path=0.0):
+        template = blocks[-1]
+        self.depth = len(blocks)
+        self._template = Untracked(template)
+        self.template_variables = list(template.weights)
+        self.stacked = []
+        for j, variable in enumerate(self.template_variables):
+            values = [np.asarray(block.weights[j]) for block in blocks]
+            shapes = {v.shape for v in values}
+            if len(shapes) != 1:
+                raise ValueError(
+                    f"Blocks of one config must have the same weights; "
+                    f"'{variable.path}' has shapes {sorted(shapes)}")
+            value = np.stack(values)
+            self.stacked.append(owner.add_weight(
+                name=_stacked_name(template, variable), shape=value.shape,
+                dtype=variable.dtype, trainable=variable.trainable,
+                autocast=False,
+                initializer=lambda shape, dtype=None, v=value:
+                    ops.convert_to_tensor(v, dtype=dtype)))
+        self.generators = list(seed_generators(template).values())
+        self.drop_paths = [layer for layer in flatten_layers(template, True)
+                           if isinstance(layer, DropPath)]
+        self.seed_generator = seed_generator
+        self.drop_path = drop_path
+
+    @property
+    def template(self):
+        return self._template.layer
+
+    # ------------------------------------------------------------ weights
+    def unrolled_values(self):
+        """The stacked weights as `L` per-block lists, depth first."""
+        values = [np.asarray(v) for v in self.stacked]
+        return [[v[i] for v in values] for i in range(self.depth)]
+
+    def assign_unrolled(self, per_block):
+        """Set the stacked weights from `L` per-block lists of arrays."""
+        if len(per_block) != self.depth:
+            raise ValueError(f"Expected weights for {self.depth} blocks. "
+                             f"Received: {len(per_block)} blocks")
+        for j, variable in enumerate(self.stacked):
+            variable.assign(np.stack([np.asarray(b[j]) for b in per_block]))
+
+    # --------------------------------------------------------------- call
+    def __call__(self, inputs, training=None, **call_kwargs):
+        """`x = block_i(x, training=training, **call_kwargs)` for every i."""
+        n = self.depth
+        base_seed = None
+        if training and self.generators:
+            base_seed = self.seed_generator.next()
+        per_depth = [v.value for v in self.stacked]
+        per_depth.append(ops.arange(n, dtype="int32"))
+
+        def step(x, slices):
+            *weights, index = slices
+            mapping = list(zip(self.template_variables, weights))
+            if base_seed is not None:
+                mapping += self._seed_states(base_seed, index)
+            rate = None
+            if self.drop_paths:
+                rate = ops.cast(index, "float32") * (
+                    self.drop_path / max(1, n - 1))
+            for layer in self.drop_paths:
+                layer._rate_for_call = rate
+            try:
+                with keras.StatelessScope(state_mapping=mapping):
+                    y = self.template(x, training=training, **call_kwargs)
+            finally:
+                for layer in self.drop_paths:
+                    layer._rate_for_call = None
+            return ops.cast(y, x.dtype)
+
+        return _loop(step, inputs, per_depth)
+
+    def _seed_states(self, base_seed, index):
+        # Generator k at depth i counts from `counter * L * G + i * G + k`:
+        # distinct for every call, depth and generator under one seed.
+        count = len(self.generators)
+        dtype = keras.backend.standardize_dtype(base_seed.dtype)
+        offset = ops.cast(index * count, dtype)
+        states = []
+        for k, generator in enumerate(self.generators):
+            counter = base_seed[1] * (self.depth * count) + offset + k
+            states.append((generator.state,
+                           ops.stack([base_seed[0], counter])))
+        return states
+
+
+def _stacked_name(template, variable):
+    # Keras variable names may not hold "/": the template-relative path
+    # with dots ("attention_residual.norm.gamma").
+    parts = variable.path.split("/")
+    if template.name in parts:
+        parts = parts[parts.index(template.name) + 1:]
+    return ".".join(parts)
+
+
+def _loop(step, inputs, per_depth):
+    """`x = step(x, [t[i] for t in per_depth])` for `i < len(per_depth[0])`,
+    with one traced `step`."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        n = int(per_depth[0].shape[0])
+        arrays = [
+            tf.TensorArray(t.dtype, size=n, element_shape=t.shape[1:])
+            .unstack(t) for t in per_depth
+        ]
+
+        def body(i, x):
+            y = step(x, [a.read(i) for a in arrays])
+            return i + 1, tf.ensure_shape(y, x.shape)
+
+        _, out = tf.while_loop(lambda i, x: i < n, body,
+                               (tf.constant(0), inputs),
+                               maximum_iterations=n)
+        return out
+    out, _ = ops.scan(lambda x, s: (step(x, list(s)), None), inputs,
+                      per_depth)
+    return out
