@@ -1,0 +1,45 @@
+"""benchmarks/xla_depth.py runs end to end on a tiny grid, and judges the
+issue's targets from its rows."""
+
+import json
+
+from benchmarks import common, xla_depth
+
+
+def test_tiny_grid_writes_measured_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", str(tmp_path))
+    xla_depth.main(["--depths", "1", "2", "--widths", "8", "--only",
+                    "scanned", "graph", "fused", "--steps", "5",
+                    "--step-seconds", "0", "--name", "tiny"])
+    payload = json.loads((tmp_path / "tiny.json").read_text())
+    rows = payload["rows"]
+    assert [(r["depth"], r["stack"], r["mode"], r["norm"]) for r in rows] == [
+        (1, "scanned", "graph", "fused"), (2, "scanned", "graph", "fused")]
+    for row in rows:
+        assert row["status"] == "ok", row
+        assert row["first_step_s"] > 0 and row["step_ms"] > 0
+        assert len(row["step_samples_ms"]) == 5
+        assert 0 < row["compile_rss_gb"] < row["peak_rss_gb"]
+    # Depth 2 stacks twice the block weights of depth 1.
+    assert rows[1]["parameters"] > rows[0]["parameters"]
+    assert "| depth | width |" in (tmp_path / "tiny.md").read_text()
+
+
+def test_targets_are_judged_from_the_rows():
+    def row(depth, stack, first, step, rss=1.0):
+        return dict(depth=depth, width=32, placement="pre", stack=stack,
+                    mode="xla", norm="fused", status="ok",
+                    first_step_s=first, step_ms=step, peak_rss_gb=rss)
+
+    rows = [row(6, "scanned", 5.0, 4.0), row(48, "scanned", 9.0, 20.0),
+            row(6, "unrolled", 9.0, 5.0), row(48, "unrolled", 90.0, 19.0)]
+    text = xla_depth.targets(rows, [32])
+    assert "is 1.80x depth 6's (target at most 2x: met)" in text
+    assert "(target under 3 GB: met)" in text
+    assert "missed (48: 1.05x)" in text
+    rows[1] = row(48, "scanned", 11.0, 10.0, rss=3.5)
+    text = xla_depth.targets(rows, [32])
+    assert "2.20x depth 6's (target at most 2x: missed)" in text
+    assert "(target under 3 GB: missed)" in text
+    assert "fused: scanned XLA step no slower than unrolled XLA at every " \
+           "depth: met" in text
