@@ -417,25 +417,17 @@ class TransformerEncoder(keras.layers.Layer):
             # n copies of the stream through every block, then their mean.
             x = expand_stream(inputs, self.block_kwargs.get("expansion", 4))
             x = collapse_stream(self._run_blocks(x, mask, training))
-            if self.final_norm_layer is not None:
-                x = self.final_norm_layer(x)
-            return x
-        if self.scan:
-            # Each block fuses its own adds; the add between two blocks is
-            # not fused with the next block's input norm.
-            x = self._run_blocks(inputs, mask, training)
-            if self.final_norm_layer is not None:
-                x = self.final_norm_layer(x)
-            return x
-        if is_pre_norm(placement):
+        elif is_pre_norm(placement) and not self.scan:
             # One chain over every wrapper of every block: each residual add
-            # is fused with the next input norm (or the final norm).
+            # is fused with the next input norm (or the final norm). A
+            # scanned stack fuses within each block only.
             wrappers = [w for b in self.blocks for w in b.residual_wrappers]
             return pre_norm_chain(wrappers, self.final_norm_layer, inputs,
                                   mask, training,
                                   self.block_kwargs.get("fused",
                                                         FUSED_DEFAULT))
-        x = self._run_blocks(inputs, mask, training)
+        else:
+            x = self._run_blocks(inputs, mask, training)
         if self.final_norm_layer is not None:
             x = self.final_norm_layer(x)
         return x

@@ -171,8 +171,12 @@ def test_scan_arguments_are_checked():
                            scan=1)
     scanned = TransformerEncoder(num_layers=2, num_heads=2,
                                  intermediate_dim=8, scan=True)
-    with pytest.raises(ValueError, match="needs a built encoder"):
+    with pytest.raises(ValueError, match="get_unrolled_weights needs a "
+                                         "built encoder"):
         scanned.get_unrolled_weights()
+    with pytest.raises(ValueError, match="set_unrolled_weights needs a "
+                                         "built encoder"):
+        scanned.set_unrolled_weights([])
     scanned(np.zeros(SHAPE, "float32"))
     with pytest.raises(ValueError, match="Expected 34 arrays .* Received: "
                                          "3 arrays"):
