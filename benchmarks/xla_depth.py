@@ -20,7 +20,13 @@ One configuration per process, so neither compile caches nor memory carry
 over. A configuration that runs past `--timeout` seconds or `--max-rss-gb`
 resident is killed and recorded as such. The configurations run one after
 the other, interleaved (every variant at one depth before the next depth).
-`--post` adds post-norm at depth 24, d=32 (the depth study's slow case).
+`--post` adds post-norm at depth 24, d=32 (the depth study's slow case);
+`--placements` sets the grid's placements (default pre-norm).
+
+`--hlo` counts instead of timing: the XLA step's HLO instructions before
+and after XLA's optimizations, and the fusions among them
+(`experimental_get_compiler_ir`), to see how the compiled program grows
+with depth.
 
 Writes results/xla-depth-<machine>.json, .md and, with matplotlib (the
 `bench` extra), xla-depth-<machine>.png.
@@ -87,6 +93,8 @@ def measure(config):
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
+    if config.get("hlo"):
+        return hlo_counts(step, x)
     rss_before = _status_kb("self", "VmRSS")
     start = time.perf_counter()
     loss = float(step(x))
@@ -107,6 +115,23 @@ def measure(config):
         "step_samples_ms": [1e3 * t for t in times],
         "parameters": model.count_params(), "first_loss": loss,
     }
+
+
+def hlo_counts(step, x):
+    """Instructions of the XLA step before and after XLA's optimizations
+    (`experimental_get_compiler_ir`), with the fusions among them."""
+    import re
+
+    compiler_ir = step.experimental_get_compiler_ir(x)
+    before = compiler_ir(stage="hlo")
+    after = compiler_ir(stage="optimized_hlo")
+
+    def instructions(text):
+        return len(re.findall(r"^\s*(ROOT )?%[\w.\-]+ = ", text, re.M))
+
+    return {"hlo_instructions": instructions(before),
+            "optimized_instructions": instructions(after),
+            "fusions": len(re.findall(r"\bfusion\(", after))}
 
 
 def run_one(config, timeout, max_rss_gb, xla_flags=""):
@@ -226,20 +251,24 @@ def plot(rows, path):
 
 def render(payload, argv):
     rows = payload["rows"]
-    columns = ["depth", "width", "placement", "stack", "mode", "norm",
-               "status", "first_step_s", "peak_rss_gb", "compile_rss_gb",
-               "step_ms", "parameters"]
     settings = payload["settings"]
+    columns = ["depth", "width", "placement", "stack", "mode", "norm",
+               "status"] + (
+        ["hlo_instructions", "optimized_instructions", "fusions"]
+        if settings.get("hlo") else
+        ["first_step_s", "peak_rss_gb", "compile_rss_gb", "step_ms",
+         "parameters"])
     md = (common.header("XLA's cost against depth: unrolled and scanned "
                         f"encoders ({payload['tag']})", "benchmarks.xla_depth",
                         argv, payload["machine"])
-          + f"Pre-norm `TransformerEncoder`, Adam step on {settings['batch']}"
+          + f"`TransformerEncoder`, Adam step on {settings['batch']}"
           f" x {settings['length']} tokens, one configuration per process; "
           f"XLA_FLAGS: `{settings['xla_flags'] or '(none)'}`; "
           f"{settings['others']}. Wall time {payload['wall_minutes']:.1f} "
-          "min.\n\n" + common.markdown_table(rows, columns)
-          + "\n\n## Targets (issue 21)\n\n" + targets(rows, settings["widths"])
-          + "\n")
+          "min.\n\n" + common.markdown_table(rows, columns) + "\n")
+    if not settings.get("hlo"):
+        md += ("\n## Targets (issue 21)\n\n"
+               + targets(rows, settings["widths"]) + "\n")
     return md
 
 
@@ -255,6 +284,7 @@ def main(argv=None):
     parser.add_argument("--step-seconds", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=420.0)
     parser.add_argument("--max-rss-gb", type=float, default=16.0)
+    parser.add_argument("--placements", nargs="+", default=["pre"])
     parser.add_argument("--post", action="store_true",
                         help="also post-norm at depth 24, d=32")
     parser.add_argument("--only", nargs="+", default=[],
@@ -262,6 +292,9 @@ def main(argv=None):
                         "(e.g. unrolled xla)")
     parser.add_argument("--xla-flags", default="",
                         help="XLA_FLAGS for every configuration's process")
+    parser.add_argument("--hlo", action="store_true",
+                        help="count the XLA step's HLO instructions before "
+                        "and after optimization instead of timing")
     parser.add_argument("--name", default=None)
     parser.add_argument("--others", default="nothing else ran",
                         help="what else ran on the machine, for the record")
@@ -270,11 +303,11 @@ def main(argv=None):
         print(json.dumps(measure(json.loads(args.one))))
         return
     base = dict(batch=args.batch, length=args.length, steps=args.steps,
-                step_seconds=args.step_seconds)
-    configs = [dict(base, depth=depth, width=d, placement="pre", stack=s,
+                step_seconds=args.step_seconds, hlo=args.hlo)
+    configs = [dict(base, depth=depth, width=d, placement=p, stack=s,
                     mode=m, norm=n)
                for depth in args.depths for d in args.widths
-               for s, m, n in VARIANTS]
+               for p in args.placements for s, m, n in VARIANTS]
     if args.post:
         configs += [dict(base, depth=24, width=32, placement="post", stack=s,
                          mode=m, norm=n) for s, m, n in VARIANTS]
@@ -290,18 +323,19 @@ def main(argv=None):
     for k, config in enumerate(configs, 1):
         row = run_one(config, args.timeout, args.max_rss_gb, args.xla_flags)
         rows.append(row)
+        shown = {k: row[k] for k in (
+            "first_step_s", "step_ms", "peak_rss_gb", "hlo_instructions",
+            "optimized_instructions", "fusions") if k in row}
         print(f"[{k}/{len(configs)}] depth {row['depth']} d={row['width']} "
               f"{row['placement']} {row['stack']} {row['mode']} "
-              f"{row['norm']}: {row['status']}, first "
-              f"{row.get('first_step_s', float('nan')):.1f} s, step "
-              f"{row.get('step_ms', float('nan')):.1f} ms, peak "
-              f"{row.get('peak_rss_gb', float('nan')):.2f} GB", flush=True)
+              f"{row['norm']}: {row['status']}, {shown}", flush=True)
         payload = dict(machine=machine, tag=tag, settings=settings,
                        rows=rows,
                        wall_minutes=(time.perf_counter() - start) / 60)
         # Rewritten after every configuration: a kill loses one row.
         common.write(name, payload, render(payload, argv), echo=False)
-    png = plot(rows, os.path.join(common.RESULTS, name + ".png"))
+    png = None if args.hlo else plot(
+        rows, os.path.join(common.RESULTS, name + ".png"))
     print(render(payload, argv))
     print(f"wrote results/{name}.json, .md" + (", .png" if png else ""))
 

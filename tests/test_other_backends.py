@@ -44,6 +44,21 @@ SCRIPT = textwrap.dedent('''
     for name in kr.NORMALIZATIONS:
         assert np.all(np.isfinite(np.asarray(kr.normalization(name)(x))))
 
+    def trains_and_saves(model, name, optimizer, check=any, **compile_args):
+        """Two epochs change the weights (`check` over them), and a .keras
+        round trip keeps the outputs."""
+        model.compile(optimizer=optimizer, loss="mse", **compile_args)
+        before = [np.array(w) for w in model.trainable_weights]
+        history = model.fit(x, np.zeros_like(x), epochs=2, verbose=0)
+        assert np.all(np.isfinite(history.history["loss"]))
+        after = [np.array(w) for w in model.trainable_weights]
+        assert check(not np.array_equal(b, a) for b, a in zip(before, after))
+        path = f"{sys.argv[2]}/{name}.keras"
+        model.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)
+        np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)),
+                                   rtol=1e-5, atol=1e-5)
+
     # Every placement trains a step, with our optimizer, and saves.
     for placement in ("pre", "post", "sandwich", "deepnorm", "none"):
         inputs = keras.Input((5, 8))
@@ -51,18 +66,8 @@ SCRIPT = textwrap.dedent('''
                                depth=2, dropout=0.1, seed=1)(inputs)
         model = keras.Model(inputs, kr.TransformerEncoder(
             num_layers=1, num_heads=2, intermediate_dim=16)(h))
-        model.compile(optimizer=optimizers.AdamW(1e-2, clipnorm=1.0),
-                      loss="mse")
-        before = [np.array(w) for w in model.trainable_weights]
-        history = model.fit(x, np.zeros_like(x), epochs=2, verbose=0)
-        assert np.all(np.isfinite(history.history["loss"]))
-        after = [np.array(w) for w in model.trainable_weights]
-        assert any(not np.array_equal(b, a) for b, a in zip(before, after))
-        path = f"{sys.argv[2]}/{placement}.keras"
-        model.save(path)
-        loaded = keras.saving.load_model(path, safe_mode=True)
-        np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)),
-                                   rtol=1e-5, atol=1e-5)
+        trains_and_saves(model, placement,
+                         optimizers.AdamW(1e-2, clipnorm=1.0))
 
     # A scanned encoder (keras.ops.scan here) gives the unrolled one's
     # outputs, trains with dropout and drop path under jit, and saves.
@@ -75,18 +80,8 @@ SCRIPT = textwrap.dedent('''
     np.testing.assert_allclose(np.asarray(scanned(x)),
                                np.asarray(unrolled(x)), rtol=1e-5, atol=1e-5)
     inputs = keras.Input((5, 8))
-    model = keras.Model(inputs, scanned(inputs))
-    model.compile(optimizer="adam", loss="mse", jit_compile=True)
-    before = [np.array(w) for w in model.trainable_weights]
-    history = model.fit(x, np.zeros_like(x), epochs=2, verbose=0)
-    assert np.all(np.isfinite(history.history["loss"]))
-    after = [np.array(w) for w in model.trainable_weights]
-    assert all(not np.array_equal(b, a) for b, a in zip(before, after))
-    path = f"{sys.argv[2]}/scanned.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)),
-                               rtol=1e-5, atol=1e-5)
+    trains_and_saves(keras.Model(inputs, scanned(inputs)), "scanned", "adam",
+                     check=all, jit_compile=True)
     assert "tensorflow" not in sys.modules
     print("ok")
 ''')

@@ -89,9 +89,6 @@ class ScannedStack:
 
     def assign_unrolled(self, per_block):
         """Set the stacked weights from `L` per-block lists of arrays."""
-        if len(per_block) != self.depth:
-            raise ValueError(f"Expected weights for {self.depth} blocks. "
-                             f"Received: {len(per_block)} blocks")
         for j, variable in enumerate(self.stacked):
             variable.assign(np.stack([np.asarray(b[j]) for b in per_block]))
 

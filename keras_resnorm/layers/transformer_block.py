@@ -1,4 +1,5 @@
 import keras
+import numpy as np
 
 from keras_resnorm.layers._base import (
     check_choice,
@@ -368,8 +369,9 @@ class TransformerEncoder(keras.layers.Layer):
             self._scan_blocks = Untracked(blocks)
             self._stack = None
             self.seed_generator = None
-            if self.drop_path > 0 or any(block_kwargs.get(k, 0.0) > 0 for k in (
-                    "dropout", "attention_dropout", "intermediate_dropout")):
+            rates = [self.drop_path] + [block_kwargs.get(k, 0.0) for k in (
+                "dropout", "attention_dropout", "intermediate_dropout")]
+            if any(rate > 0 for rate in rates):
                 self.seed_generator = keras.random.SeedGenerator(seed)
         else:
             self.blocks = blocks
@@ -439,7 +441,8 @@ class TransformerEncoder(keras.layers.Layer):
             return self.get_weights()
         self._check_built("get_unrolled_weights")
         per_block = self._stack.unrolled_values()
-        return [v for block in per_block for v in block] + self._final_values()
+        return [v for block in per_block for v in block] + [
+            np.asarray(w) for w in self._final_weights()]
 
     def set_unrolled_weights(self, weights):
         """Set the weights from an unrolled encoder's `get_weights()` (or
@@ -451,7 +454,7 @@ class TransformerEncoder(keras.layers.Layer):
         self._check_built("set_unrolled_weights")
         weights = list(weights)
         per = len(self._stack.stacked)
-        expected = self.num_layers * per + len(self._final_values())
+        expected = self.num_layers * per + len(self._final_weights())
         if len(weights) != expected:
             raise ValueError(
                 f"Expected {expected} arrays ({self.num_layers} blocks of "
@@ -462,10 +465,10 @@ class TransformerEncoder(keras.layers.Layer):
         if self.final_norm_layer is not None:
             self.final_norm_layer.set_weights(weights[self.num_layers * per:])
 
-    def _final_values(self):
+    def _final_weights(self):
         if self.final_norm_layer is None:
             return []
-        return self.final_norm_layer.get_weights()
+        return self.final_norm_layer.weights
 
     def _check_built(self, what):
         if not self.built:
