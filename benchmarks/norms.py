@@ -104,7 +104,8 @@ def bytes_moved(kind, pass_, n, itemsize):
     return arrays[(kind, pass_)] * n * itemsize
 
 
-def make_callable(fn, weights, kind, pass_, mode):
+def make_step(fn, weights, kind, pass_, mode):
+    """One pass of `fn` on `(x, r)`: eager, `tf.function` or XLA."""
     import tensorflow as tf
 
     def forward(x, r):
@@ -127,6 +128,13 @@ def make_callable(fn, weights, kind, pass_, mode):
         step = tf.function(step)
     elif mode == "xla":
         step = tf.function(step, jit_compile=True)
+    return step
+
+
+def make_callable(fn, weights, kind, pass_, mode):
+    import tensorflow as tf
+
+    step = make_step(fn, weights, kind, pass_, mode)
 
     def run(x, r):
         out = step(x, r)

@@ -60,8 +60,10 @@ def _status_kb(pid, field):
     return None
 
 
-def measure(config):
-    """Run one configuration in this process; return its measurements."""
+def build_step(config):
+    """The configuration's encoder and its Adam training step (a
+    `tf.function`, under XLA when `mode` is `xla`), with its input batch;
+    returns `(step, x, model, build_s)`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import numpy as np
@@ -93,6 +95,12 @@ def measure(config):
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
+    return step, x, model, build_s
+
+
+def measure(config):
+    """Run one configuration in this process; return its measurements."""
+    step, x, model, build_s = build_step(config)
     if config.get("hlo"):
         return hlo_counts(step, x)
     rss_before = _status_kb("self", "VmRSS")

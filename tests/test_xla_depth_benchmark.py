@@ -44,3 +44,48 @@ def test_targets_are_judged_from_the_rows():
     assert "(target under 3 GB: missed)" in text
     assert "fused: scanned XLA step no slower than unrolled XLA at every " \
            "depth: met" in text
+
+
+HLO = """
+ENTRY %main (a: f32[4,8]) -> f32[4,8] {
+  %wrapped_broadcast.3 = f32[6,8]{1,0} fusion(%c), kind=kLoop, metadata={op_type="EmptyTensorList" op_name="acc"}
+  %add_dynamic-update-slice_fusion.1 = f32[6,8]{1,0} fusion(%a, %b), kind=kLoop, metadata={op_type="AddN"}
+  %MatMul.4 = f32[4,8]{1,0} dot(%a, %w), lhs_contracting_dims={1}, metadata={op_type="MatMul"}
+  %ynn_fusion = f32[8]{0} fusion(%x), kind=kCustom, metadata={op_type="Sum"}
+  %copy.2 = f32[4,8]{1,0} copy(%a)
+  %while.1 = (s32[], f32[4,8]{1,0}) while(%t), condition=%c, body=%b
+  ROOT %subtract_multiply_fusion = f32[4,8]{1,0} fusion(%a, %b), kind=kLoop
+}
+"""
+
+
+def test_profile_groups_instructions_by_what_they_do():
+    from benchmarks import xla_profile
+
+    table = xla_profile.instructions(HLO)
+    assert table["MatMul.4"] == ("dot", "f32[4,8]{1,0}", "MatMul")
+    assert table["subtract_multiply_fusion"][0] == "fusion"
+    groups = {name: xla_profile.category(name, *table[name][::2])
+              for name in table}
+    assert groups == {
+        "wrapped_broadcast.3": "loop: zero-filled buffers",
+        "add_dynamic-update-slice_fusion.1": "loop: slice / update",
+        "MatMul.4": "matmul", "ynn_fusion": "reduction",
+        "copy.2": "copy", "while.1": "elementwise",
+        "subtract_multiply_fusion": "elementwise"}
+    assert "while" in xla_profile.CONTAINERS
+
+
+def test_profile_ratios_summarize_processes():
+    from benchmarks import xla_profile
+
+    def row(process, variant, ms):
+        return dict(kind="add_norm", shape=[8, 4], process=process,
+                    variant=variant, step_ms=ms)
+
+    rows = [row(0, "fused", 10.0), row(0, "keras", 15.0),
+            row(1, "fused", 10.0), row(1, "keras", 20.0),
+            row(2, "fused", 10.0), row(2, "keras", 12.0)]
+    assert xla_profile.ratios(rows) == (
+        "- add+norm 8x4, Keras / fused step (speedup): median 1.50x, range "
+        "1.20-2.00x over 3 process(es): 1.50, 2.00, 1.20")
