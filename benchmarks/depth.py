@@ -30,6 +30,8 @@ import time
 
 import numpy as np
 
+# The study's order; every name but "noresidual" (no skip path at all) is
+# a `keras_resnorm.placements` name or shortcut.
 PLACEMENTS = ("noresidual", "post", "pre", "sandwich", "deepnorm", "rezero",
               "layerscale", "hyper", "mhc")
 
@@ -136,6 +138,7 @@ def build(args, placement, depth, vocabulary, n_tags):
         SelfAttention,
         TransformerEncoder,
         normalization,
+        placements,
     )
 
     inputs = keras.Input((args.max_length,), dtype="int32")
@@ -156,20 +159,9 @@ def build(args, placement, depth, vocabulary, n_tags):
                                   **fused)(
                     sub(h, mask=mask) if kind == "attention" else sub(h))
     else:
-        options = {
-            "post": dict(placement="post"),
-            "pre": dict(placement="pre"),
-            "sandwich": dict(placement="sandwich"),
-            "deepnorm": dict(placement="deepnorm"),
-            "rezero": dict(placement="none", branch_scale="rezero"),
-            "layerscale": dict(placement="pre", branch_scale="layerscale"),
-            "hyper": dict(placement="hyper", expansion=args.expansion),
-            "mhc": dict(placement="mhc", expansion=args.expansion),
-        }[placement]
-        if fused and placement in ("hyper", "mhc"):
-            options["norm_kwargs"] = fused
-        elif fused:
-            options.update(fused)
+        options = dict(placements.keyword_arguments(placement), **fused)
+        if placements.widens_stream(options["placement"]):
+            options["expansion"] = args.expansion
         h = TransformerEncoder(**common, **options)(h, mask=mask)
     outputs = keras.layers.Dense(n_tags, dtype="float32", name="tags")(h)
     return keras.Model(inputs, outputs)

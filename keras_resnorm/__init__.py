@@ -5,7 +5,7 @@ The public API lives here:
 >>> from keras_resnorm import ResidualWrapper, RMSNormalization
 """
 
-from keras_resnorm import ops, optimizers
+from keras_resnorm import ops, optimizers, placements
 from keras_resnorm.layers import (
     NORMALIZATIONS,
     DropPath,
@@ -44,4 +44,5 @@ __all__ = [
     "normalization",
     "ops",
     "optimizers",
+    "placements",
 ]

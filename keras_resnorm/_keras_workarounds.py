@@ -27,6 +27,10 @@ them.
    so a clipped step under a strategy is not the step one device takes.
    Overrides `Optimizer._clip_gradients` / `_backend_update_step` (see
    `keras_resnorm.optimizers.AdamW`).
+6. `get_keras_mask` / `set_keras_mask`: no public way to read or detach the
+   mask Keras attaches to a tensor; a residual wrapper detaches it for a
+   wrapped layer that does not support masking (see
+   `layers/_residual_core.py`). Uses `keras.src.backend.common.masking`.
 
 Nothing here imports TensorFlow at module level.
 """
@@ -96,3 +100,17 @@ def sum_then_clip_update_step(optimizer, grads, trainable_variables,
         optimizer._distributed_tf_update_step,
         optimizer._distribution_strategy, list(zip(clipped, variables)),
         learning_rate)
+
+
+def get_keras_mask(x):
+    """The mask Keras attached to `x`, or `None`."""
+    from keras.src.backend.common import masking
+
+    return masking.get_keras_mask(x)
+
+
+def set_keras_mask(x, mask):
+    """Attach `mask` to `x` in place (`None` detaches it)."""
+    from keras.src.backend.common import masking
+
+    masking.set_keras_mask(x, mask)

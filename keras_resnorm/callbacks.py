@@ -5,25 +5,31 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnorm import _keras_workarounds
-from keras_resnorm.layers.residual_wrapper import ResidualWrapper
+from keras_resnorm.layers._residual_core import ResidualRecording
 
 
 def residual_wrappers(model):
-    """Every ResidualWrapper inside `model`, in call order of construction."""
+    """Every residual layer inside `model` (`ResidualWrapper`s and
+    `HyperConnection`s), in order of construction."""
     return [layer for layer in _keras_workarounds.flatten_layers(model)
-            if isinstance(layer, ResidualWrapper)]
+            if isinstance(layer, ResidualRecording)]
 
 
 class ResidualStreamDiagnostics(keras.callbacks.Callback):
     """Log, per residual block, how large the branch is against the stream.
 
     At the end of every epoch the callback runs one fixed batch eagerly and
-    writes to TensorBoard, for each `ResidualWrapper` (named by its path):
+    writes to TensorBoard, for each `ResidualWrapper` and `HyperConnection`
+    (named by its path):
 
     - `residual/<name>/branch_to_residual_rms`: RMS(s * F(.)) / RMS(skip),
       the share of the update the branch contributes. Post-norm stacks keep
       it near 1; pre-norm stacks see it fall with depth as the stream grows
-      (Xiong et al., 2020), which is the "vanishing update" effect.
+      (Xiong et al., 2020), which is the "vanishing update" effect. For a
+      hyper-connection, the skip is the combined stream the branch reads
+      (`sum_i a_i H_i`) and the branch is `F(N(.))` before it is written
+      back. A scanned `TransformerEncoder` runs its blocks in a loop and
+      has no wrappers to measure.
     - `residual/<name>/gradient_norm`: the L2 norm of the loss gradient with
       respect to the wrapper's trainable weights (needs `targets`).
 

@@ -17,6 +17,8 @@ dynamic_tanh(x) = gamma * tanh(alpha * x) + beta
 import keras
 from keras import ops
 
+from keras_resnorm._checks import check_fused
+
 __all__ = [
     "layer_norm",
     "rms_norm",
@@ -24,6 +26,7 @@ __all__ = [
     "scale_norm",
     "dynamic_tanh",
     "fused_add_norm",
+    "can_fuse",
 ]
 
 
@@ -79,8 +82,11 @@ def _normalize(x, gamma, beta, axis, epsilon, use_mean, unit_offset):
     return y
 
 
-def _fusable(x, axis, residual=None):
-    """The fused kernel handles the last axis, on the TensorFlow backend."""
+def can_fuse(x, axis=-1, residual=None):
+    """Whether the fused kernel can take `x` (and `residual`): normalization
+    over the last axis, of known size, on the TensorFlow backend, with a
+    residual of the same shape. `fused="auto"` uses it where this holds
+    inside a `tf.function` or XLA."""
     if keras.backend.backend() != "tensorflow":
         return False
     ndim = len(x.shape)
@@ -228,11 +234,8 @@ def _norm(x, gamma, beta, axis, epsilon, use_mean, unit_offset, dtype, fused):
 
 
 def _use_fused(fused, x, axis, residual=None):
-    if fused not in ("auto", True, False):
-        raise ValueError(
-            f"fused must be one of ('auto', True, False). Received: fused={fused!r}"
-        )
-    possible = _fusable(x, axis, residual)
+    check_fused(fused)
+    possible = can_fuse(x, axis, residual)
     if fused is True and not possible:
         raise ValueError(
             "fused=True needs the TensorFlow backend, normalization over the "

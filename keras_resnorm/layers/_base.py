@@ -5,6 +5,15 @@ import inspect
 import keras
 from keras import constraints, initializers, regularizers
 
+# Argument checks live in one place for the layers, ops and NER configs.
+from keras_resnorm._checks import (  # noqa: F401  (imported from here)
+    check_choice,
+    check_fused,
+    check_int,
+    check_positive,
+    check_rate,
+)
+
 
 def accepts_argument(layer, argument):
     """Whether `layer.call` takes `argument` (or any keyword)."""
@@ -15,55 +24,6 @@ def accepts_argument(layer, argument):
     return argument in parameters or any(
         p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
     )
-
-
-def check_rate(name, value):
-    """Validate a probability-like rate in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"{name} must be a float in [0, 1). Received: {name}={value!r}"
-        )
-    if not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"{name} must be in [0, 1). Received: {name}={value!r}"
-        )
-    return float(value)
-
-
-def check_positive(name, value, integer=False):
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-        what = "a positive integer" if integer else "a positive number"
-        raise ValueError(f"{name} must be {what}. Received: {name}={value!r}")
-    return value
-
-
-def check_int(name, value, minimum):
-    """An int (not a bool) of at least `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int) \
-            or value < minimum:
-        raise ValueError(
-            f"{name} must be an int >= {minimum}. Received: {name}={value!r}")
-    return value
-
-
-def _same_choice(value, choice):
-    # 1 == True and 0 == False in Python; a flag's choices tell them apart.
-    if isinstance(value, bool) or isinstance(choice, bool):
-        return value is choice
-    return type(value) is type(choice) and value == choice
-
-
-def check_choice(name, value, choices):
-    """`value` when it is one of `choices` (`1` is not `True`)."""
-    if not any(_same_choice(value, c) for c in choices):
-        raise ValueError(f"{name} must be one of {tuple(choices)}. "
-                         f"Received: {name}={value!r}")
-    return value
-
-
-def check_fused(fused):
-    return check_choice("fused", fused, ("auto", True, False))
 
 
 def check_floating_input(layer, inputs):
@@ -172,9 +132,6 @@ class NormalizationBase(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         self._resolve_axes(input_shape)
         return tuple(input_shape)
-
-    def compute_mask(self, inputs, mask=None):
-        return mask
 
     def get_config(self):
         config = super().get_config()

@@ -3,18 +3,26 @@ import math
 import keras
 from keras import ops
 
+from keras_resnorm import placements
+from keras_resnorm._checks import check_fused
 from keras_resnorm.layers._base import (
-    accepts_argument,
     check_floating_input,
     check_int,
     check_positive,
     check_rate,
 )
-from keras_resnorm.layers.normalization import check_norm_name, normalization
-
+from keras_resnorm.layers._residual_core import (
+    ResidualRecording,
+    call_wrapped,
+    check_wrapped,
+    deserialize_wrapped,
+    serialize_wrapped,
+    wrapped_arguments,
+)
+from keras_resnorm.layers.normalization import check_norm_name, make_norm
 
 # TransformerEncoder placements that widen the stream (see HyperConnection).
-HYPER_PLACEMENTS = ("hyper", "mhc")
+HYPER_PLACEMENTS = placements.STREAM
 
 
 def sinkhorn_knopp(logits, iterations=20):
@@ -74,7 +82,7 @@ def collapse_stream(h):
 
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
-class HyperConnection(keras.layers.Layer):
+class HyperConnection(ResidualRecording, keras.layers.Layer):
     """Hyper-connections (Zhu et al. 2024) and mHC (Xie et al. 2025).
 
     The residual stream is widened to `n = expansion` copies `H` (shape
@@ -146,6 +154,9 @@ class HyperConnection(keras.layers.Layer):
         dynamic_scale_init: initial `s` / `alpha`. Defaults to `0.01`.
         dropout: dropout on the branch output `F(N(h))`. Defaults to `0.0`.
         seed: optional int seed for the dropout. Defaults to `None`.
+        fused: whether the branch and stream norms use the fused kernels
+            (`"auto"`, `True`, `False`), as in `ResidualWrapper`. Defaults
+            to `"auto"`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -178,12 +189,10 @@ class HyperConnection(keras.layers.Layer):
     def __init__(self, layer, expansion=4, layer_index=0, dynamic=True,
                  manifold=False, norm="layer", norm_kwargs=None,
                  sinkhorn_iterations=20, dynamic_scale_init=0.01,
-                 dropout=0.0, seed=None, **kwargs):
+                 dropout=0.0, seed=None, fused="auto", **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(layer, keras.layers.Layer):
-            raise TypeError(
-                "layer must be a keras.layers.Layer instance. "
-                f"Received: layer={layer!r}")
+        check_wrapped(layer)
+        self.fused = check_fused(fused)
         if norm_kwargs is not None and not isinstance(norm_kwargs, dict):
             raise TypeError(
                 f"norm_kwargs must be a dict. Received: norm_kwargs={norm_kwargs!r}")
@@ -209,16 +218,16 @@ class HyperConnection(keras.layers.Layer):
             self.dropout_layer = keras.layers.Dropout(
                 self.dropout, seed=seed, dtype=self.dtype_policy,
                 name="branch_dropout")
-        self.norm_layer = normalization(
-            norm, name="norm", dtype=self.dtype_policy, **self.norm_kwargs)
+        self.norm_layer = make_norm(
+            norm, name="norm", dtype=self.dtype_policy,
+            norm_kwargs=self.norm_kwargs, fused=self.fused)
         self.stream_norm = None
         if self.dynamic:
             # HC normalizes each stream; mHC the flattened n * d vector.
-            self.stream_norm = normalization(
+            self.stream_norm = make_norm(
                 "rms" if self.manifold else "layer", name="stream_norm",
-                dtype=self.dtype_policy)
-        self._takes = {name for name in ("training", "mask")
-                       if accepts_argument(layer, name)}
+                dtype=self.dtype_policy, fused=self.fused)
+        self._takes = wrapped_arguments(layer)
         self.supports_masking = True
 
     # ------------------------------------------------------------------ build
@@ -328,16 +337,14 @@ class HyperConnection(keras.layers.Layer):
         streams = ops.cast(inputs, "float32")
         read, write, mix = self.weights_for(inputs)
         batch = "..." if self.dynamic else ""
+        # The combined stream the branch reads, normalized for the layer.
         h = ops.einsum(f"{batch}i,...id->...d", read, streams)
-        h = self.norm_layer(ops.cast(h, self.compute_dtype))
-        kwargs = {}
-        if "training" in self._takes:
-            kwargs["training"] = training
-        if "mask" in self._takes and mask is not None:
-            kwargs["mask"] = mask
-        y = self.layer(h, **kwargs)
+        y = call_wrapped(self.layer, self._takes,
+                         self.norm_layer(ops.cast(h, self.compute_dtype)),
+                         training, mask)
         if self.dropout_layer is not None:
             y = self.dropout_layer(y, training=training)
+        self._record(h, y)
         y = ops.cast(y, "float32")
         # sum_i M_ij H_i, with M broadcast over the batch when static.
         mixed = ops.einsum(f"{batch}ij,...id->...jd", mix, streams)
@@ -347,13 +354,10 @@ class HyperConnection(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def compute_mask(self, inputs, mask=None):
-        return mask
-
     def get_config(self):
         config = super().get_config()
         config.update({
-            "layer": keras.saving.serialize_keras_object(self.layer),
+            "layer": serialize_wrapped(self.layer),
             "expansion": self.expansion,
             "layer_index": self.layer_index,
             "dynamic": self.dynamic,
@@ -364,15 +368,13 @@ class HyperConnection(keras.layers.Layer):
             "dynamic_scale_init": self.dynamic_scale_init,
             "dropout": self.dropout,
             "seed": self.seed,
+            "fused": self.fused,
         })
         return config
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["layer"] = keras.saving.deserialize_keras_object(
-            config["layer"])
-        return cls(**config)
+        return cls(**deserialize_wrapped(config))
 
 
 def _logit(p):

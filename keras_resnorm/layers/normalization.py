@@ -22,6 +22,22 @@ def check_norm_name(name, argument="norm"):
     return name
 
 
+# The norms that take `fused=` (the others have no fused kernel).
+FUSABLE = ("layer", "rms")
+
+
+def make_norm(norm, *, name, dtype=None, norm_kwargs=None, fused=None):
+    """The norm a residual layer makes: `norm` by short name with
+    `norm_kwargs`; `fused` (when given) reaches the norms that take it,
+    unless `norm_kwargs` sets it. The one factory of `ResidualWrapper`,
+    `HyperConnection` and `TransformerEncoder`, so `fused=False` means the
+    same in each."""
+    kwargs = dict(norm_kwargs or {})
+    if fused is not None and norm in FUSABLE:
+        kwargs.setdefault("fused", fused)
+    return normalization(norm, name=name, dtype=dtype, **kwargs)
+
+
 def normalization(norm, /, **kwargs):
     """Create a normalization layer from its short name.
 

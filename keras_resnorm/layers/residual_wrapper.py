@@ -2,31 +2,32 @@ import keras
 from keras import ops
 
 from keras_resnorm import ops as rn_ops
+from keras_resnorm import placements
+from keras_resnorm.placements import is_pre_norm
 from keras_resnorm.layers._base import (
-    accepts_argument,
     check_choice,
     check_floating_input,
     check_fused,
     check_int,
     check_rate,
 )
+from keras_resnorm.layers._residual_core import (
+    ResidualRecording,
+    call_wrapped,
+    check_wrapped,
+    deserialize_wrapped,
+    serialize_wrapped,
+    wrapped_arguments,
+)
 from keras_resnorm.layers.drop_path import DropPath
 from keras_resnorm.layers.layer_normalization import LayerNormalization
-from keras_resnorm.layers.normalization import check_norm_name, normalization
+from keras_resnorm.layers.normalization import check_norm_name, make_norm
 from keras_resnorm.layers.rms_normalization import RMSNormalization
 
-PLACEMENTS = ("pre", "post", "sandwich", "deepnorm", "none")
-_PLACEMENT_ALIASES = {"peri": "sandwich"}
-# Placements that normalize the wrapper's input (and leave the stream
-# unnormalized, so a stack of them ends with a final norm).
-PRE_NORM_PLACEMENTS = ("pre", "sandwich")
+# The wrapper's placements (the registry in `keras_resnorm.placements`).
+PLACEMENTS = placements.WRAPPER
 # Every fused= argument defaults to this (see `add_norm`).
 FUSED_DEFAULT = "auto"
-
-
-def is_pre_norm(placement):
-    """Whether `placement` (aliases included) normalizes the input."""
-    return _PLACEMENT_ALIASES.get(placement, placement) in PRE_NORM_PLACEMENTS
 BRANCH_SCALES = (None, "rezero", "layerscale")
 PROJECTIONS = ("auto", True, False)
 
@@ -91,11 +92,6 @@ def layerscale_init_for_depth(depth):
     return 1e-5 if depth <= 24 else 1e-6
 
 
-def _rms(x):
-    x = ops.cast(x, "float32")
-    return ops.sqrt(ops.mean(ops.square(x)))
-
-
 def add_norm(norm, skip, h, fused=FUSED_DEFAULT):
     """`(norm(skip + h), skip + h)`, with one fused_add_norm where it applies.
 
@@ -107,7 +103,7 @@ def add_norm(norm, skip, h, fused=FUSED_DEFAULT):
             and isinstance(norm, (LayerNormalization, RMSNormalization))
             and norm.fused is not False
             and not norm.rms_scaling
-            and rn_ops._fusable(h, norm.axes_for(h), skip)):
+            and rn_ops.can_fuse(h, norm.axes_for(h), skip)):
         return rn_ops.fused_add_norm(
             h, skip, norm.gamma, getattr(norm, "beta", None),
             axis=norm.axes_for(h),
@@ -151,7 +147,7 @@ def pre_norm_chain(wrappers, final_norm, inputs, mask=None, training=None,
 
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
-class ResidualWrapper(keras.layers.Layer):
+class ResidualWrapper(ResidualRecording, keras.layers.Layer):
     """Wrap any layer `F` in a residual connection with a chosen norm placement.
 
     `placement` says where the normalization `N` goes, `branch_scale` how
@@ -280,17 +276,8 @@ class ResidualWrapper(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(layer, keras.layers.Layer):
-            raise TypeError(
-                "layer must be a keras.layers.Layer instance. "
-                f"Received: layer={layer!r}"
-            )
-        placement = _PLACEMENT_ALIASES.get(placement, placement)
-        if placement not in PLACEMENTS:
-            raise ValueError(
-                f"placement must be one of {PLACEMENTS + ('peri',)}. "
-                f"Received: placement={placement!r}"
-            )
+        check_wrapped(layer)
+        placement = placements.canonical(placement, placements.WRAPPER)
         check_norm_name(norm)
         if norm_kwargs is not None and not isinstance(norm_kwargs, dict):
             raise TypeError(
@@ -343,23 +330,18 @@ class ResidualWrapper(keras.layers.Layer):
             self.deepnorm_alpha = deepnorm_alpha
             self.deepnorm_beta = deepnorm_beta
         self.supports_masking = True
-        self._layer_takes_training = accepts_argument(layer, "training")
-        self._layer_takes_mask = accepts_argument(layer, "mask")
+        self._takes = wrapped_arguments(layer)
 
-        def make_norm(name):
-            kwargs = dict(self.norm_kwargs)
-            if norm in ("layer", "rms"):
-                kwargs.setdefault("fused", self.fused)
-            return normalization(
-                norm, name=name, dtype=self.dtype_policy, **kwargs
-            )
+        def norm_named(name):
+            return make_norm(norm, name=name, dtype=self.dtype_policy,
+                             norm_kwargs=self.norm_kwargs, fused=self.fused)
 
         self.norm_layer = None
         self.branch_norm_layer = None
         if placement != "none":
-            self.norm_layer = make_norm("norm")
+            self.norm_layer = norm_named("norm")
         if placement == "sandwich":
-            self.branch_norm_layer = make_norm("branch_norm")
+            self.branch_norm_layer = norm_named("branch_norm")
         self.dropout_layer = None
         if self.dropout > 0:
             self.dropout_layer = keras.layers.Dropout(
@@ -422,7 +404,7 @@ class ResidualWrapper(keras.layers.Layer):
         if self.norm_layer is not None:
             # Pre and sandwich normalize the input; post and deepnorm the
             # sum, which has the branch's feature size.
-            pre = self.placement in PRE_NORM_PLACEMENTS
+            pre = is_pre_norm(self.placement)
             self.norm_layer.build(input_shape if pre else self._output_shape)
         if self.branch_norm_layer is not None:
             self.branch_norm_layer.build(out_shape)
@@ -479,33 +461,17 @@ class ResidualWrapper(keras.layers.Layer):
         skip = inputs if self.projection_layer is None \
             else self.projection_layer(inputs)
         h = inputs
-        if self.placement in PRE_NORM_PLACEMENTS:
+        if is_pre_norm(self.placement):
             h = self.norm_layer(inputs) if normed is None else normed
         h = self._branch(h, training, mask, skip.dtype)
         if self.placement == "deepnorm":
             skip = skip * ops.cast(self.deepnorm_alpha, skip.dtype)
-        if self._records is not None:
-            self._records.append((_rms(skip), _rms(h)))
+        self._record(skip, h)
         return skip, h
-
-    def start_recording(self):
-        """Record, for each eager call from now on, `(RMS(skip),
-        RMS(branch))` as floats (`keras_resnorm.callbacks` uses this)."""
-        self._records = []
-
-    def stop_recording(self):
-        """Stop recording and return the records, oldest first."""
-        records, self._records = self._records or [], None
-        return records
 
     def _branch(self, h, training, mask, dtype):
         """F on its (already normalized) input, then N2, dropout, s, drop path."""
-        kwargs = {}
-        if self._layer_takes_training:
-            kwargs["training"] = training
-        if self._layer_takes_mask and mask is not None:
-            kwargs["mask"] = mask
-        h = self.layer(h, **kwargs)
+        h = call_wrapped(self.layer, self._takes, h, training, mask)
         if self.branch_norm_layer is not None:
             h = self.branch_norm_layer(h)
         h = ops.cast(h, dtype)
@@ -526,14 +492,11 @@ class ResidualWrapper(keras.layers.Layer):
             input_shape
         )[-1:]
 
-    def compute_mask(self, inputs, mask=None):
-        return mask
-
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "layer": keras.saving.serialize_keras_object(self.layer),
+                "layer": serialize_wrapped(self.layer),
                 "norm": self.norm,
                 "placement": self.placement,
                 "norm_kwargs": self.norm_kwargs,
@@ -553,6 +516,4 @@ class ResidualWrapper(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
-        return cls(**config)
+        return cls(**deserialize_wrapped(config))

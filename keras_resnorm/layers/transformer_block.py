@@ -10,13 +10,13 @@ from keras_resnorm.layers._base import (
 )
 from keras_resnorm.layers._scan import ScannedStack, Untracked
 from keras_resnorm.layers.feed_forward import FeedForward
+from keras_resnorm import placements
 from keras_resnorm.layers.hyper_connection import (
-    HYPER_PLACEMENTS,
     HyperConnection,
     collapse_stream,
     expand_stream,
 )
-from keras_resnorm.layers.normalization import check_norm_name, normalization
+from keras_resnorm.layers.normalization import check_norm_name, make_norm
 from keras_resnorm.layers.residual_wrapper import (
     FUSED_DEFAULT,
     ResidualWrapper,
@@ -131,6 +131,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        placement = placements.canonical(placement)
         self.fused = check_fused(fused)
         self.expansion = check_positive("expansion", expansion, integer=True)
         self.block_index = check_int("block_index", block_index, 0)
@@ -171,7 +172,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
                 name="feed_forward",
             )
 
-        if placement in HYPER_PLACEMENTS:
+        if placements.widens_stream(placement):
             if branch_scale is not None or self.drop_path > 0:
                 raise ValueError(
                     f"placement={placement!r} takes no branch_scale or "
@@ -180,7 +181,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
             hyper = dict(
                 expansion=self.expansion, manifold=placement == "mhc",
                 norm=norm, norm_kwargs=norm_kwargs, dropout=self.dropout,
-                seed=seed, dtype=self.dtype_policy)
+                seed=seed, fused=fused, dtype=self.dtype_policy)
             self.attention_block = HyperConnection(
                 attention(), layer_index=2 * self.block_index,
                 name="attention_residual", **hyper)
@@ -219,9 +220,6 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
-
-    def compute_mask(self, inputs, mask=None):
-        return mask
 
     def get_config(self):
         config = super().get_config()
@@ -346,7 +344,7 @@ class TransformerEncoder(keras.layers.Layer):
         self.scan = check_choice("scan", scan, (False, True))
         self.block_kwargs = block_kwargs
         self.supports_masking = True
-        placement = block_kwargs.get("placement", "pre")
+        placement = placements.canonical(block_kwargs.get("placement", "pre"))
         norm = check_norm_name(block_kwargs.get("norm", "layer"))
         seed = block_kwargs.get("seed")
         per_block = {k: v for k, v in block_kwargs.items() if k != "seed"}
@@ -375,20 +373,16 @@ class TransformerEncoder(keras.layers.Layer):
                 self.seed_generator = keras.random.SeedGenerator(seed)
         else:
             self.blocks = blocks
-        self._hyper = placement in HYPER_PLACEMENTS
+        self._hyper = placements.widens_stream(placement)
         wants_final = final_norm is True or (
-            final_norm == "auto" and (is_pre_norm(placement) or self._hyper)
+            final_norm == "auto" and placements.needs_final_norm(placement)
         )
         self.final_norm_layer = None
         if wants_final:
-            norm_kwargs = dict(block_kwargs.get("norm_kwargs") or {})
-            if norm in ("layer", "rms"):
-                norm_kwargs.setdefault("fused", block_kwargs.get(
-                    "fused", FUSED_DEFAULT))
-            self.final_norm_layer = normalization(
+            self.final_norm_layer = make_norm(
                 norm, name="final_norm", dtype=self.dtype_policy,
-                **norm_kwargs,
-            )
+                norm_kwargs=block_kwargs.get("norm_kwargs"),
+                fused=block_kwargs.get("fused", FUSED_DEFAULT))
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -478,9 +472,6 @@ class TransformerEncoder(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
-
-    def compute_mask(self, inputs, mask=None):
-        return mask
 
     def get_config(self):
         config = super().get_config()

@@ -11,11 +11,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEBUG_ENV = "KERAS_RESNORM_DEBUG"
 EXAMPLE = "EU rejects German call to boycott British lamb ."
-PLACEMENT_CHOICES = ("pre", "post", "sandwich", "peri", "deepnorm", "none",
-                     "rezero", "layerscale", "hyper", "mhc")
 
 
 def _add_train_flags(parser, defaults):
+    from keras_resnorm import placements
     from keras_resnorm.ner.distribute import PRECISIONS, STRATEGIES
     from keras_resnorm.ner.model import ModelConfig
 
@@ -81,7 +80,7 @@ def _add_train_flags(parser, defaults):
                              "epoch ends only)")
     parser.add_argument("--norm", choices=("layer", "rms", "scale", "dyt"),
                         default=m.norm)
-    parser.add_argument("--placement", choices=PLACEMENT_CHOICES,
+    parser.add_argument("--placement", choices=placements.cli_choices(),
                         default=m.placement,
                         help="rezero = no norm + ReZero; layerscale = "
                              "pre-norm + LayerScale; hyper / mhc = "
@@ -117,16 +116,15 @@ def _add_train_flags(parser, defaults):
 
 
 def _train_config(args):
+    from keras_resnorm import placements
     from keras_resnorm.ner.model import ModelConfig
     from keras_resnorm.ner.train import TrainConfig
 
-    placement, branch_scale = args.placement, None
-    if placement == "rezero":
-        placement, branch_scale = "none", "rezero"
-    elif placement == "layerscale":
-        placement, branch_scale = "pre", "layerscale"
-    model = ModelConfig(norm=args.norm, placement=placement,
-                        branch_scale=branch_scale, layers=args.layers,
+    # rezero / layerscale stand for a placement and a branch scale.
+    chosen = placements.keyword_arguments(args.placement)
+    model = ModelConfig(norm=args.norm, placement=chosen["placement"],
+                        branch_scale=chosen.get("branch_scale"),
+                        layers=args.layers,
                         heads=args.heads, d_model=args.d_model,
                         intermediate_dim=args.intermediate_dim,
                         dropout=args.dropout,

@@ -23,17 +23,11 @@ import time
 
 import tensorflow as tf
 
+from keras_resnorm._checks import check_choice
 from keras_resnorm.ner.errors import ConfigError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {choices}. "
-                          f"Received: {name}={value!r}")
-    return value
 
 
 def parse_tf_config(text):
@@ -181,7 +175,7 @@ def configure_cpu_devices(count):
 
 def make_strategy(name, cpu_devices=None, cluster_timeout=60.0):
     """Build the strategy `name` names (see the module docstring)."""
-    check_choice("strategy", name, STRATEGIES)
+    check_choice("strategy", name, STRATEGIES, error=ConfigError)
     if name == "multiworker":
         cluster, task_type, index = parse_tf_config(
             os.environ.get("TF_CONFIG"))

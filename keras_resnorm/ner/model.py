@@ -25,10 +25,10 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from keras_resnorm import placements
 from keras_resnorm.layers import ResidualWrapper, TransformerEncoder
 from keras_resnorm.layers import HyperConnection, normalization
 from keras_resnorm.layers.hyper_connection import (
-    HYPER_PLACEMENTS,
     collapse_stream,
     expand_stream,
 )
@@ -82,6 +82,7 @@ class ModelConfig:
 
     def validate(self):
         """Raise `ConfigError` naming the first field that cannot work."""
+        placements.canonical(self.placement, error=ConfigError)
         for name in self.POSITIVE + self.NON_NEGATIVE:
             value = getattr(self, name)
             low = 1 if name in self.POSITIVE else 0
@@ -170,7 +171,7 @@ def _recurrent_block(config, index):
     placements, a HyperConnection): the wrappers take any layer."""
     lstm = keras.layers.LSTM(config.d_model // 2, return_sequences=True)
     bilstm = keras.layers.Bidirectional(lstm, name=f"bilstm_{index}")
-    if config.placement in HYPER_PLACEMENTS:
+    if placements.widens_stream(config.placement):
         return HyperConnection(
             bilstm, expansion=config.expansion, layer_index=index,
             manifold=config.placement == "mhc", norm=config.norm,
@@ -230,7 +231,7 @@ def build_model(config, vocabulary, characters, tags):
             config.max_length, name="position_embedding")(h)
         h = keras.layers.Add(name="add_positions")([h, positions])
     h = keras.layers.Dropout(config.dropout, name="input_dropout")(h)
-    hyper = config.placement in HYPER_PLACEMENTS
+    hyper = placements.widens_stream(config.placement)
     if hyper and config.recurrent_layers:
         # The BiLSTM blocks share one widened stream, averaged after them.
         h = expand_stream(h, config.expansion)
@@ -249,7 +250,7 @@ def build_model(config, vocabulary, characters, tags):
             intermediate_dropout=config.dropout,
             expansion=config.expansion, name="encoder",
         )(h, mask=mask)
-    elif config.recurrent_layers and config.placement in ("pre", "sandwich"):
+    elif config.recurrent_layers and placements.is_pre_norm(config.placement):
         # A pre-norm stack ends with a norm (TransformerEncoder adds its own).
         h = normalization(config.norm, name="final_norm")(h)
     logits = TagLogits(tags, max_length=config.max_length, dtype="float32",

@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnorm import _keras_workarounds, optimizers
+from keras_resnorm._checks import check_choice
 from keras_resnorm.callbacks import ResidualStreamDiagnostics
 from keras_resnorm.ner import data as data_lib
 from keras_resnorm.ner import distribute
@@ -43,7 +44,7 @@ from keras_resnorm.ner import features as features_lib
 from keras_resnorm.ner import files
 from keras_resnorm.ner import model as model_lib
 from keras_resnorm.ner.backup import TrainingBackup
-from keras_resnorm.ner.errors import RunDirError
+from keras_resnorm.ner.errors import ConfigError, RunDirError
 from keras_resnorm.ner.evaluate import entity_scores, evaluate, make_forward
 from keras_resnorm.ner.evaluate import predict_tags
 from keras_resnorm.ner.model import ModelConfig, build_model
@@ -94,25 +95,25 @@ class TrainConfig:
 
     def validate(self):
         """Raise `ConfigError` naming the first field that cannot work."""
-        distribute.check_choice("strategy", self.strategy,
-                                distribute.STRATEGIES)
-        distribute.check_choice("precision", self.precision,
-                                distribute.PRECISIONS)
+        check_choice("strategy", self.strategy, distribute.STRATEGIES,
+                     error=ConfigError)
+        check_choice("precision", self.precision, distribute.PRECISIONS,
+                     error=ConfigError)
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise distribute.ConfigError(
+                raise ConfigError(
                     f"{name} must be a positive int. "
                     f"Received: {name}={value!r}")
         for name in ("backup_steps", "cpu_devices", "max_train_sentences"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int)
                                       or value < 1):
-                raise distribute.ConfigError(
+                raise ConfigError(
                     f"{name} must be a positive int or None. "
                     f"Received: {name}={value!r}")
         if not self.cluster_timeout > 0:
-            raise distribute.ConfigError(
+            raise ConfigError(
                 "cluster_timeout must be a positive number of seconds. "
                 f"Received: cluster_timeout={self.cluster_timeout!r}")
         for name in ("learning_rate", "max_minutes"):
@@ -121,29 +122,29 @@ class TrainConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not 0 < value < float("inf"):
-                raise distribute.ConfigError(
+                raise ConfigError(
                     f"{name} must be a positive number. "
                     f"Received: {name}={value!r}")
         for name, low in (("patience", 0), ("min_count", 1), ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) \
                     or value < low:
-                raise distribute.ConfigError(
+                raise ConfigError(
                     f"{name} must be an int >= {low}. "
                     f"Received: {name}={value!r}")
         if self.seed >= 2 ** 32:
-            raise distribute.ConfigError(
+            raise ConfigError(
                 f"seed must be below 2**32. Received: seed={self.seed!r}")
         for name in ("weight_decay", "warmup_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not 0 <= value < float("inf"):
-                raise distribute.ConfigError(
+                raise ConfigError(
                     f"{name} must be a number >= 0. "
                     f"Received: {name}={value!r}")
         self.model.validate()
         if not 0 <= self.word_dropout < 1:
-            raise distribute.ConfigError(
+            raise ConfigError(
                 "word_dropout must be in [0, 1). "
                 f"Received: word_dropout={self.word_dropout!r}")
 
@@ -531,7 +532,7 @@ def _steps_per_epoch(config, train_sentences):
     steps = data_lib.num_batches(train_sentences, config.batch_size,
                                  config.model.max_length)
     if steps < 1:
-        raise distribute.ConfigError(
+        raise ConfigError(
             f"no full training batch: fewer training sentences of one length "
             f"bucket than batch_size. Received: batch_size="
             f"{config.batch_size}, {len(train_sentences)} sentences")

@@ -1,0 +1,66 @@
+"""Argument checks: the one home of the rules the layers, the ops and the
+NER configs share.
+
+Each check returns the value it accepted and raises an error that names the
+argument and the value received. `error` picks the class of a bad value:
+the layers and ops raise `ValueError`, the NER configs pass `ConfigError`
+(a `ValueError` too), so one rule serves both. A wrong type raises
+`TypeError` where the layers always have (`check_rate`).
+
+`True` and `False` are never numbers here, and `1` is never `True`: a
+flag's choices tell them apart.
+"""
+
+
+def _is_number(value, kind=(int, float)):
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def check_rate(name, value, error=ValueError):
+    """A probability-like rate in [0, 1), as a float."""
+    if not _is_number(value):
+        raise TypeError(
+            f"{name} must be a float in [0, 1). Received: {name}={value!r}")
+    if not 0.0 <= value < 1.0:
+        raise error(f"{name} must be in [0, 1). Received: {name}={value!r}")
+    return float(value)
+
+
+def check_positive(name, value, integer=False, error=ValueError):
+    """A number (an int with `integer`) above 0."""
+    if not _is_number(value, int if integer else (int, float)) \
+            or value <= 0:
+        what = "a positive integer" if integer else "a positive number"
+        raise error(f"{name} must be {what}. Received: {name}={value!r}")
+    return value
+
+
+def check_int(name, value, minimum, error=ValueError):
+    """An int (not a bool) of at least `minimum`."""
+    if not _is_number(value, int) or value < minimum:
+        raise error(
+            f"{name} must be an int >= {minimum}. Received: {name}={value!r}")
+    return value
+
+
+def _same_choice(value, choice):
+    # 1 == True and 0 == False in Python; a flag's choices tell them apart.
+    if isinstance(value, bool) or isinstance(choice, bool):
+        return value is choice
+    return type(value) is type(choice) and value == choice
+
+
+def check_choice(name, value, choices, error=ValueError):
+    """`value` when it is one of `choices` (`1` is not `True`)."""
+    if not any(_same_choice(value, c) for c in choices):
+        raise error(f"{name} must be one of {tuple(choices)}. "
+                    f"Received: {name}={value!r}")
+    return value
+
+
+FUSED_CHOICES = ("auto", True, False)
+
+
+def check_fused(fused):
+    """`fused=` of every norm layer and kernel: `"auto"`, `True` or `False`."""
+    return check_choice("fused", fused, FUSED_CHOICES)

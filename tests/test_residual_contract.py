@@ -1,0 +1,151 @@
+"""One residual contract (issue 20): each rule has one home, so the copies
+that used to disagree cannot. One test per defect found on the old main."""
+
+import argparse
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_resnorm as kr
+from keras_resnorm import _checks, callbacks, placements
+from keras_resnorm import ops as rn_ops
+from keras_resnorm._keras_workarounds import flatten_layers
+
+
+def test_peri_builds_the_sandwich_tagger():
+    from keras_resnorm.ner import model as ner_model
+
+    def shapes(placement):
+        config = ner_model.ModelConfig(
+            placement=placement, d_model=8, word_dim=4, char_dim=4,
+            char_filters=4, hash_buckets=0, crf=False)
+        _, _, core = ner_model.build_model(config, ["eu", "rejects"],
+                                           ["e", "u"], ["O", "B-ORG"])
+        return [tuple(w.shape) for w in core.weights]
+
+    # The old model tested a literal ("pre", "sandwich") and left "peri"
+    # without its final norm: 23 weights against 25 at full size.
+    assert shapes("peri") == shapes("sandwich")
+
+
+def test_hyper_encoder_norms_honour_fused_false():
+    encoder = kr.TransformerEncoder(num_layers=1, num_heads=2,
+                                    intermediate_dim=8, placement="hyper",
+                                    expansion=2, fused=False)
+    encoder.build((None, 3, 8))
+    norms = [layer for layer in flatten_layers(encoder)
+             if isinstance(layer, (kr.LayerNormalization,
+                                   kr.RMSNormalization))]
+    assert len(norms) >= 3  # two branch norms and the final norm at least
+    assert all(norm.fused is False for norm in norms), [
+        (norm.path, norm.fused) for norm in norms]
+    config = encoder.get_config()
+    assert config["fused"] is False
+    again = kr.TransformerEncoder.from_config(config)
+    again.build((None, 3, 8))
+    assert all(layer.fused is False for layer in flatten_layers(again)
+               if isinstance(layer, kr.LayerNormalization))
+
+
+@pytest.mark.parametrize("placement", ["hyper", "mhc"])
+def test_diagnostics_measure_hyper_connections(placement, tmp_path):
+    inputs = keras.Input((5, 8))
+    h = kr.TransformerEncoder(num_layers=2, num_heads=2, intermediate_dim=8,
+                              placement=placement, expansion=2)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(h))
+    model.compile("sgd", "mse")
+    x = np.random.default_rng(0).normal(size=(4, 5, 8)).astype("float32")
+    y = np.zeros((4, 5, 3), "float32")
+    diagnostics = callbacks.ResidualStreamDiagnostics(x, str(tmp_path), y)
+    diagnostics.set_model(model)
+    stats = diagnostics.measure()
+    # Two blocks of two hyper-connections each, every one measured.
+    assert len(stats) == 4, stats
+    for values in stats.values():
+        assert np.isfinite(values["branch_to_residual_rms"])
+        assert values["branch_to_residual_rms"] > 0
+        assert values["gradient_norm"] > 0
+
+
+@pytest.mark.parametrize("fused", [1, 0, "yes", None])
+def test_ops_reject_the_fused_values_the_layers_reject(fused):
+    x = np.ones((2, 4), "float32")
+    with pytest.raises(ValueError, match="fused must be one of"):
+        kr.LayerNormalization(fused=fused)
+    with pytest.raises(ValueError, match="fused must be one of"):
+        rn_ops.layer_norm(x, fused=fused)
+    with pytest.raises(ValueError, match="fused must be one of"):
+        rn_ops.fused_add_norm(x, x, fused=fused)
+
+
+def test_encoder_placement_error_lists_every_placement_it_accepts():
+    with pytest.raises(ValueError) as error:
+        kr.TransformerEncoder(num_layers=1, num_heads=2, intermediate_dim=8,
+                              placement="mhcc")
+    message = str(error.value)
+    for name in ("pre", "post", "sandwich", "peri", "deepnorm", "none",
+                 "hyper", "mhc"):
+        assert repr(name) in message, message
+    assert "Received: placement='mhcc'" in message
+    with pytest.raises(ValueError) as error:
+        kr.ResidualWrapper(keras.layers.Dense(4), placement="hyper")
+    assert "'hyper'" not in str(error.value).split("Received")[0]
+
+
+def test_the_registry_is_what_the_layers_and_the_cli_use():
+    from keras_resnorm.ner import cli
+
+    assert placements.canonical("peri") == "sandwich"
+    assert placements.is_pre_norm("peri") and placements.is_pre_norm("pre")
+    assert not placements.is_pre_norm("post")
+    assert placements.widens_stream("mhc")
+    assert not placements.widens_stream("sandwich")
+    assert placements.keyword_arguments("rezero") == {
+        "placement": "none", "branch_scale": "rezero"}
+    assert placements.keyword_arguments("layerscale") == {
+        "placement": "pre", "branch_scale": "layerscale"}
+    assert placements.keyword_arguments("peri") == {"placement": "sandwich"}
+    parser = cli.build_parser()
+    train = parser
+    for name in ("ner", "train"):
+        [sub] = [a for a in train._actions
+                 if isinstance(a, argparse._SubParsersAction)]
+        train = sub.choices[name]
+    [action] = [a for a in train._actions if a.dest == "placement"]
+    assert tuple(action.choices) == placements.cli_choices()
+    args = parser.parse_args(["ner", "train", "--placement", "rezero"])
+    assert cli._train_config(args).model.branch_scale == "rezero"
+
+
+def test_checks_have_one_home_that_takes_the_error_class():
+    from keras_resnorm.ner import distribute
+    from keras_resnorm.ner.errors import ConfigError
+
+    assert distribute.check_choice is _checks.check_choice  # no copy
+    with pytest.raises(ConfigError, match="strategy must be one of"):
+        distribute.make_strategy("mirror")
+    with pytest.raises(ConfigError, match=r"Received: x=True"):
+        _checks.check_choice("x", True, (1, 2), error=ConfigError)
+    assert _checks.check_choice("x", 1, (1, 2)) == 1
+    with pytest.raises(ValueError, match=r"Received: n=2.5"):
+        _checks.check_int("n", 2.5, 1)
+
+
+def test_wrapped_layer_without_masking_gets_no_mask():
+    inputs = keras.Input((6,), dtype="int32")
+    h = keras.layers.Embedding(10, 4, mask_zero=True)(inputs)
+    h = kr.ResidualWrapper(keras.layers.Conv1D(4, 3, padding="same"))(h)
+    model = keras.Model(inputs, keras.layers.Dense(2)(h))
+    model.compile("adam", "mse")
+    x = np.array([[1, 2, 3, 0, 0, 0]] * 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, np.zeros((4, 6, 2)), epochs=1, verbose=0)
+    assert not [w for w in caught if "mask" in str(w.message)], [
+        str(w.message) for w in caught]
+    # The wrapper still hands the mask on to the layers after it.
+    wrapper = model.layers[2]
+    mask = wrapper.compute_mask(None, keras.ops.convert_to_tensor(x != 0))
+    assert np.array_equal(np.asarray(mask), x != 0)
