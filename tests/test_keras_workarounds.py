@@ -60,14 +60,32 @@ def test_symbolic_build_internals_exist():
 
 
 def test_build_for_fit_builds_and_fit_skips_its_own_build():
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    model.compile(optimizer="adam", loss="mse")
+    # Keras builds again inside `fit` only under a strategy; count its
+    # `_symbolic_build` calls there, with and without the patch.
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     batch = (np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"))
-    kw.build_for_fit(model, batch, tf.distribute.get_strategy(),
-                     skip_fit_build=True)
-    assert model.optimizer.built and model.compiled_loss is not None
-    assert model._maybe_symbolic_build(data_batch=batch) is None
-    model.fit(*batch, epochs=1, verbose=0)
+
+    def builds_during_fit(skip_fit_build):
+        with strategy.scope():
+            model = keras.Sequential([keras.Input((3,)),
+                                      keras.layers.Dense(2)])
+            model.compile(optimizer="adam", loss="mse")
+        kw.build_for_fit(model, batch, strategy,
+                         skip_fit_build=skip_fit_build)
+        assert model.optimizer.built and model.compiled_loss is not None
+        calls = []
+        build = model._symbolic_build
+
+        def counted(*args, **kwargs):
+            calls.append(1)
+            return build(*args, **kwargs)
+
+        model._symbolic_build = counted
+        model.fit(*batch, epochs=1, verbose=0)
+        return len(calls)
+
+    assert builds_during_fit(skip_fit_build=False) >= 1
+    assert builds_during_fit(skip_fit_build=True) == 0
 
 
 def test_vector_logs_train_step_makes_scalar_logs_vectors():
