@@ -7,9 +7,8 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_resnorm._start_up import DEBUG_ENV, is_command_line, loud
 
-DEBUG_ENV = "KERAS_RESNORM_DEBUG"
 EXAMPLE = "EU rejects German call to boycott British lamb ."
 
 
@@ -207,7 +206,10 @@ def cmd_evaluate(args):
     model = load_keras_archive(args.model)
     corpus = data.find_corpus(args.data_dir, args.download, args.cache_dir,
                               args.scheme)
-    result = evaluate(model, corpus.sentences(args.split))
+    sentences = corpus.sentences(args.split)
+    print(f"scoring the {args.split} split of {corpus.source}: "
+          f"{len(sentences)} sentences")
+    result = evaluate(model, sentences)
     print(result["report"])
     print(json.dumps({"entity": {k: v for k, v in result["entity"].items()
                                  if k != "per_type"},
@@ -241,7 +243,12 @@ def build_parser():
     debug.add_argument("--debug", action="store_true",
                        default=argparse.SUPPRESS,
                        help="show the traceback of an expected failure "
+                            "and TensorFlow's own log lines "
                             f"(or set {DEBUG_ENV}=1)")
+    debug.add_argument("--verbose", action="store_true",
+                       default=argparse.SUPPRESS,
+                       help="show TensorFlow's start-up lines and library "
+                            "warnings")
     parser = argparse.ArgumentParser(prog="keras-resnorm", parents=[debug])
     top = parser.add_subparsers(dest="group", required=True)
     ner = top.add_parser("ner", parents=[debug],
@@ -296,6 +303,9 @@ def main(argv=None):
     work) prints one line naming it and exits with status 2."""
     from keras_resnorm.ner.errors import UsageError
 
+    if is_command_line() and not loud(sys.argv[1:] if argv is None
+                                      else argv):
+        _quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or \
@@ -308,6 +318,17 @@ def main(argv=None):
         # Like argparse: the program, "error:", one line, no traceback.
         message = " ".join(str(error).split("\n"))
         parser.exit(2, f"keras-resnorm: error: {message}\n")
+
+
+def _quiet_libraries():
+    """Library warnings that read as failures on a command line (TFDS's
+    `WARNING:absl:Using custom data configuration ...`, TensorFlow's Python
+    warnings) stay out; `--verbose` or `--debug` lets them through. Real
+    failures still reach the user as errors."""
+    import logging
+
+    for name in ("absl", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _run(args):

@@ -55,7 +55,9 @@ def test_predict_and_evaluate_commands(corpus_dir, tmp_path, capsys,
         assert text[span["char_start"]:span["char_end"]] == span["text"]
     cli.main(["ner", "evaluate", "--model", model, "--data-dir", corpus_dir,
               "--split", "valid"])
-    assert '"token_accuracy"' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert '"token_accuracy"' in out
+    assert out.startswith("scoring the valid split of "), out
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["ner", "train", "--data-dir", corpus_dir, "--run-dir",
                   str(run_dir)] + TINY)
