@@ -19,4 +19,5 @@ from keras_resnorm.layers.self_attention import SelfAttention
 from keras_resnorm.layers.transformer_block import (
     TransformerEncoder,
     TransformerEncoderBlock,
+    residual_layer,
 )

@@ -28,6 +28,34 @@ from keras_resnorm.layers.self_attention import SelfAttention
 _FINAL_NORM = ("auto", True, False)
 
 
+def residual_layer(layer, placement="pre", *, layer_index=0, expansion=4,
+                   branch_scale=None, drop_path=0.0, layerscale_init=None,
+                   depth=None, projection=False, **kwargs):
+    """`layer` in the residual layer its placement calls for.
+
+    A `HyperConnection` for the placements that widen the stream (the
+    `layer_index`-th of the stack, over `expansion` streams), otherwise a
+    `ResidualWrapper` (without a projection unless `projection` says).
+    Other keyword arguments (`norm`, `norm_kwargs`, `dropout`, `seed`,
+    `fused`, `dtype`, `name`) go to either. The one factory of
+    `TransformerEncoderBlock` and the NER model's recurrent blocks.
+    """
+    placement = placements.canonical(placement)
+    if placements.widens_stream(placement):
+        if branch_scale is not None or drop_path > 0:
+            raise ValueError(
+                f"placement={placement!r} takes no branch_scale or "
+                f"drop_path. Received: branch_scale={branch_scale!r}, "
+                f"drop_path={drop_path}")
+        return HyperConnection(
+            layer, expansion=expansion, layer_index=layer_index,
+            manifold=placement == "mhc", **kwargs)
+    return ResidualWrapper(
+        layer, placement=placement, branch_scale=branch_scale,
+        layerscale_init=layerscale_init, depth=depth, drop_path=drop_path,
+        projection=projection, **kwargs)
+
+
 @keras.saving.register_keras_serializable(package="keras_resnorm")
 class TransformerEncoderBlock(keras.layers.Layer):
     """One Transformer encoder block: self-attention, then feed-forward.
@@ -172,34 +200,18 @@ class TransformerEncoderBlock(keras.layers.Layer):
                 name="feed_forward",
             )
 
-        if placements.widens_stream(placement):
-            if branch_scale is not None or self.drop_path > 0:
-                raise ValueError(
-                    f"placement={placement!r} takes no branch_scale or "
-                    f"drop_path. Received: branch_scale={branch_scale!r}, "
-                    f"drop_path={self.drop_path}")
-            hyper = dict(
-                expansion=self.expansion, manifold=placement == "mhc",
-                norm=norm, norm_kwargs=norm_kwargs, dropout=self.dropout,
-                seed=seed, fused=fused, dtype=self.dtype_policy)
-            self.attention_block = HyperConnection(
-                attention(), layer_index=2 * self.block_index,
-                name="attention_residual", **hyper)
-            self.feed_forward_block = HyperConnection(
-                feed_forward(), layer_index=2 * self.block_index + 1,
-                name="feed_forward_residual", **hyper)
-            return
-        residual = dict(
-            norm=norm, placement=placement, norm_kwargs=norm_kwargs,
+        common = dict(
+            placement=placement, norm=norm, norm_kwargs=norm_kwargs,
             branch_scale=branch_scale, layerscale_init=layerscale_init,
             depth=depth, dropout=self.dropout, drop_path=self.drop_path,
-            projection=False, seed=seed, fused=fused,
-            dtype=self.dtype_policy,
-        )
-        self.attention_block = ResidualWrapper(
-            attention(), name="attention_residual", **residual)
-        self.feed_forward_block = ResidualWrapper(
-            feed_forward(), name="feed_forward_residual", **residual)
+            seed=seed, fused=fused, expansion=self.expansion,
+            dtype=self.dtype_policy)
+        self.attention_block = residual_layer(
+            attention(), layer_index=2 * self.block_index,
+            name="attention_residual", **common)
+        self.feed_forward_block = residual_layer(
+            feed_forward(), layer_index=2 * self.block_index + 1,
+            name="feed_forward_residual", **common)
 
     def build(self, input_shape):
         self.attention_block.build(input_shape)

@@ -26,8 +26,8 @@ import keras
 import tensorflow as tf
 
 from keras_resnorm import placements
-from keras_resnorm.layers import ResidualWrapper, TransformerEncoder
-from keras_resnorm.layers import HyperConnection, normalization
+from keras_resnorm.layers import TransformerEncoder, normalization
+from keras_resnorm.layers import residual_layer
 from keras_resnorm.layers.hyper_connection import (
     collapse_stream,
     expand_stream,
@@ -171,17 +171,12 @@ def _recurrent_block(config, index):
     placements, a HyperConnection): the wrappers take any layer."""
     lstm = keras.layers.LSTM(config.d_model // 2, return_sequences=True)
     bilstm = keras.layers.Bidirectional(lstm, name=f"bilstm_{index}")
-    if placements.widens_stream(config.placement):
-        return HyperConnection(
-            bilstm, expansion=config.expansion, layer_index=index,
-            manifold=config.placement == "mhc", norm=config.norm,
-            dropout=config.dropout, name=f"recurrent_{index}")
-    return ResidualWrapper(
-        bilstm,
-        norm=config.norm, placement=config.placement,
+    return residual_layer(
+        bilstm, config.placement, layer_index=index,
+        expansion=config.expansion, norm=config.norm,
         branch_scale=config.branch_scale, dropout=config.dropout,
         # DeepNorm and LayerScale constants come from the stack's depth.
-        depth=config.recurrent_layers + config.layers,
+        depth=config.recurrent_layers + config.layers, projection="auto",
         name=f"recurrent_{index}")
 
 
