@@ -82,8 +82,7 @@ def cli_choices():
 def keyword_arguments(name, error=ValueError):
     """The layer keyword arguments a `--placement` name stands for:
     `{"placement": ...}`, plus `branch_scale` for a shortcut."""
+    check_choice("placement", name, cli_choices(), error=error)
     if name in SHORTCUTS:
         return dict(SHORTCUTS[name])
-    if isinstance(name, str) and name in ALIASES or name in ENCODER:
-        return {"placement": canonical(name)}
-    return check_choice("placement", name, cli_choices(), error=error)
+    return {"placement": canonical(name)}
