@@ -51,6 +51,16 @@ def test_save_weights_still_leaves_out_seed_generator_states(tmp_path):
                               fresh_generator.state.numpy())
 
 
+def test_mask_attribute_internals_read_and_detach_a_mask():
+    x = tf.ones((2, 3))
+    mask = tf.constant([[True, True, False]] * 2)
+    assert kw.get_keras_mask(x) is None
+    kw.set_keras_mask(x, mask)
+    assert kw.get_keras_mask(x) is mask
+    kw.set_keras_mask(x, None)
+    assert kw.get_keras_mask(x) is None
+
+
 def test_symbolic_build_internals_exist():
     assert "data_batch" in inspect.signature(
         keras.Model._symbolic_build).parameters

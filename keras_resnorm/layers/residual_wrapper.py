@@ -356,8 +356,6 @@ class ResidualWrapper(ResidualRecording, keras.layers.Layer):
             )
         self.projection_layer = None
         self.scale = None
-        # A list while recording (see `start_recording`).
-        self._records = None
 
     # ------------------------------------------------------------------ build
     def _branch_output_shape(self, input_shape):
