@@ -47,17 +47,17 @@ ABLATION = [
 
 def run(args, flags, minutes, seed, run_dir):
     """Train ours with `flags` on top of the defaults; one result row."""
-    from keras_resnorm.ner import cli
+    from keras_resnorm.ner.config import TrainConfig
     from keras_resnorm.ner.train import train
 
-    argv = ["ner", "train", "--run-dir", run_dir, "--overwrite",
+    argv = ["--run-dir", run_dir, "--overwrite",
             "--max-minutes", str(minutes), "--epochs", str(args.epochs),
             "--patience", str(args.epochs), "--seed", str(seed)] + flags
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
     if args.max_train_sentences:
         argv += ["--max-train-sentences", str(args.max_train_sentences)]
-    config = cli._train_config(cli.build_parser().parse_args(argv))
+    config = TrainConfig.from_argv(argv)
     started = time.perf_counter()
     _, metrics = train(config)
     wall = time.perf_counter() - started

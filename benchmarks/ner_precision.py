@@ -28,22 +28,21 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def _config(args, precision, run_dir, seed=0):
-    from keras_resnorm.ner import cli
+    from keras_resnorm.ner.config import TrainConfig
 
-    argv = ["ner", "train", "--run-dir", run_dir, "--overwrite",
+    argv = ["--run-dir", run_dir, "--overwrite",
             "--precision", precision, "--epochs", str(args.epochs),
             "--patience", str(args.epochs), "--seed", str(seed)]
     if args.minutes:
         argv += ["--max-minutes", str(args.minutes)]
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
-    return cli._train_config(cli.build_parser().parse_args(argv))
+    return TrainConfig.from_argv(argv)
 
 
 def step_times(args, corpus):
     """Median seconds per training step for each precision, interleaved."""
     import keras
-    import tensorflow as tf
 
     from keras_resnorm.ner import data as data_lib
     from keras_resnorm.ner import train as train_lib
@@ -55,9 +54,8 @@ def step_times(args, corpus):
     for precision in PRECISIONS:
         config = _config(args, precision, os.path.join(args.run_root, "steps"))
         keras.utils.set_random_seed(0)
-        _, features, model = train_lib._build(config, vocab,
-                                              tf.distribute.get_strategy())
-        train_lib._compile(model, config, 1000, tf.distribute.get_strategy())
+        _, features, model = train_lib.build_tagger(config, vocab)
+        train_lib.compile_for_training(model, config, 1000)
         batches = [b for _, _, b in data_lib.epochs_dataset(
             sentences, corpus.tags, config.batch_size, config.model.max_length,
             0, 0, 1).take(args.steps)]

@@ -12,34 +12,57 @@ flag's choices tell them apart.
 """
 
 
+import math
+
+
 def _is_number(value, kind=(int, float)):
     return isinstance(value, kind) and not isinstance(value, bool)
 
 
-def check_rate(name, value, error=ValueError):
+def _is_finite(value, kind=(int, float)):
+    return _is_number(value, kind) and math.isfinite(value)
+
+
+def check_rate(name, value, error=ValueError, type_error=TypeError):
     """A probability-like rate in [0, 1), as a float."""
     if not _is_number(value):
-        raise TypeError(
+        raise type_error(
             f"{name} must be a float in [0, 1). Received: {name}={value!r}")
     if not 0.0 <= value < 1.0:
         raise error(f"{name} must be in [0, 1). Received: {name}={value!r}")
     return float(value)
 
 
-def check_positive(name, value, integer=False, error=ValueError):
-    """A number (an int with `integer`) above 0."""
-    if not _is_number(value, int if integer else (int, float)) \
-            or value <= 0:
-        what = "a positive integer" if integer else "a positive number"
+def check_positive(name, value, integer=False, optional=False,
+                   error=ValueError):
+    """A finite number (an int with `integer`) above 0; with `optional`,
+    `None` too."""
+    if optional and value is None:
+        return value
+    if not _is_finite(value, int if integer else (int, float)) \
+            or not value > 0:
+        what = "a positive int" if integer else "a positive number"
+        what += " or None" if optional else ""
         raise error(f"{name} must be {what}. Received: {name}={value!r}")
     return value
 
 
-def check_int(name, value, minimum, error=ValueError):
-    """An int (not a bool) of at least `minimum`."""
+def check_non_negative(name, value, error=ValueError):
+    """A finite number (not a bool) of at least 0."""
+    if not _is_finite(value) or value < 0:
+        raise error(
+            f"{name} must be a number >= 0. Received: {name}={value!r}")
+    return value
+
+
+def check_int(name, value, minimum, below=None, error=ValueError):
+    """An int (not a bool) of at least `minimum` (and under `below`)."""
     if not _is_number(value, int) or value < minimum:
         raise error(
             f"{name} must be an int >= {minimum}. Received: {name}={value!r}")
+    if below is not None and value >= below:
+        raise error(
+            f"{name} must be below {below}. Received: {name}={value!r}")
     return value
 
 

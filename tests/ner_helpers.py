@@ -7,8 +7,7 @@ import socket
 import subprocess
 import sys
 
-from keras_resnorm.ner.model import ModelConfig
-from keras_resnorm.ner.train import TrainConfig
+from keras_resnorm.ner.config import ModelConfig, TrainConfig
 
 CAPI = pathlib.Path(__file__).resolve().parents[1] / "serving" / \
     "capi_contract.py"

@@ -16,9 +16,10 @@ from keras_resnorm._keras_workarounds import flatten_layers
 
 def test_peri_builds_the_sandwich_tagger():
     from keras_resnorm.ner import model as ner_model
+    from keras_resnorm.ner.config import ModelConfig
 
     def shapes(placement):
-        config = ner_model.ModelConfig(
+        config = ModelConfig(
             placement=placement, d_model=8, word_dim=4, char_dim=4,
             char_filters=4, hash_buckets=0, crf=False)
         _, _, core = ner_model.build_model(config, ["eu", "rejects"],
@@ -96,6 +97,7 @@ def test_encoder_placement_error_lists_every_placement_it_accepts():
 
 def test_the_registry_is_what_the_layers_and_the_cli_use():
     from keras_resnorm.ner import cli
+    from keras_resnorm.ner.config import TrainConfig
 
     assert placements.canonical("peri") == "sandwich"
     assert placements.is_pre_norm("peri") and placements.is_pre_norm("pre")
@@ -116,7 +118,7 @@ def test_the_registry_is_what_the_layers_and_the_cli_use():
     [action] = [a for a in train._actions if a.dest == "placement"]
     assert tuple(action.choices) == placements.cli_choices()
     args = parser.parse_args(["ner", "train", "--placement", "rezero"])
-    assert cli._train_config(args).model.branch_scale == "rezero"
+    assert TrainConfig.from_flags(args).model.branch_scale == "rezero"
 
 
 def test_checks_have_one_home_that_takes_the_error_class():
@@ -149,3 +151,33 @@ def test_wrapped_layer_without_masking_gets_no_mask():
     wrapper = model.layers[2]
     mask = wrapper.compute_mask(None, keras.ops.convert_to_tensor(x != 0))
     assert np.array_equal(np.asarray(mask), x != 0)
+
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", True, "epochs must be a positive int. Received: epochs=True"),
+    ("max_minutes", float("inf"), "max_minutes must be a positive number "
+     "or None"),
+    ("word_dropout", "0.1", "word_dropout must be a float in [0, 1)"),
+    ("deterministic", 1, "deterministic must be one of (True, False)"),
+    ("scheme", "bio", "scheme must be one of ('iob2', 'iob1')"),
+    ("model.norm", "batch", "norm must be one of ('layer', 'rms', 'scale', "
+     "'dyt')"),
+    ("model.crf", "yes", "crf must be one of (True, False)"),
+    ("model.heads", 2.0, "heads must be a positive int"),
+])
+def test_config_checks_come_from_the_schema(field, value, message):
+    import dataclasses
+
+    from keras_resnorm.ner.config import TrainConfig
+    from keras_resnorm.ner.errors import ConfigError
+
+    config = TrainConfig()
+    if field.startswith("model."):
+        config = dataclasses.replace(config, model=dataclasses.replace(
+            config.model, **{field[6:]: value}))
+    else:
+        config = dataclasses.replace(config, **{field: value})
+    with pytest.raises(ConfigError) as error:
+        config.validate()
+    assert message in str(error.value)

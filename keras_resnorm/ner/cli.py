@@ -12,147 +12,6 @@ from keras_resnorm._start_up import DEBUG_ENV, is_command_line, loud
 EXAMPLE = "EU rejects German call to boycott British lamb ."
 
 
-def _add_train_flags(parser, defaults):
-    from keras_resnorm import placements
-    from keras_resnorm.ner.distribute import PRECISIONS, STRATEGIES
-    from keras_resnorm.ner.model import ModelConfig
-
-    m = ModelConfig()
-    parser.add_argument("--data-dir", help="CoNLL-style corpus directory "
-                        "(else $KERAS_RESNORM_CONLL_DIR, ../shared/data/"
-                        "conll2003, --download, or the built-in corpus)")
-    parser.add_argument("--download", action="store_true",
-                        help="let TFDS download conll2003 when no corpus "
-                             "directory is found")
-    parser.add_argument("--scheme", choices=("iob2", "iob1"), default="iob2",
-                        help="tag scheme of the files; iob1 is converted")
-    parser.add_argument("--cache-dir", help="TFDS cache directory")
-    parser.add_argument("--run-dir", default=defaults.run_dir)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace a finished run in --run-dir")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--learning-rate", type=float,
-                        default=defaults.learning_rate)
-    parser.add_argument("--weight-decay", type=float,
-                        default=defaults.weight_decay)
-    parser.add_argument("--warmup-epochs", type=float,
-                        default=defaults.warmup_epochs,
-                        help="linear learning-rate warm-up length")
-    parser.add_argument("--min-count", type=int, default=defaults.min_count,
-                        help="training words seen fewer times get the "
-                             "out-of-vocabulary id")
-    parser.add_argument("--patience", type=int, default=defaults.patience)
-    parser.add_argument("--max-minutes", type=float,
-                        default=defaults.max_minutes,
-                        help="wall-clock training budget")
-    parser.add_argument("--max-train-sentences", type=int, default=None)
-    parser.add_argument("--word-dropout", type=float,
-                        default=defaults.word_dropout,
-                        help="probability of replacing a training word by "
-                             "the out-of-vocabulary id")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--xla", action="store_true",
-                        help="train with jit_compile=True (compiles "
-                             "first; measure whether it pays on your "
-                             "machine)")
-    parser.add_argument("--strategy", choices=STRATEGIES,
-                        default=defaults.strategy,
-                        help="default: one device; mirrored: all local GPUs "
-                             "(or --cpu-devices); multiworker: the cluster "
-                             "in TF_CONFIG, one process per machine")
-    parser.add_argument("--cpu-devices", type=int, default=None,
-                        help="split the CPU into this many logical devices "
-                             "(to try --strategy mirrored without GPUs)")
-    parser.add_argument("--cluster-timeout", type=float,
-                        default=defaults.cluster_timeout,
-                        help="seconds to wait for the TF_CONFIG workers")
-    parser.add_argument("--precision", choices=PRECISIONS,
-                        default=defaults.precision,
-                        help="Keras dtype policy; norms keep float32 "
-                             "statistics, the tag logits stay float32")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="deterministic ops, so a resumed run ends with "
-                             "the weights of an uninterrupted one")
-    parser.add_argument("--backup-steps", type=int, default=None,
-                        help="also back up every N batches (default: at "
-                             "epoch ends only)")
-    parser.add_argument("--norm", choices=("layer", "rms", "scale", "dyt"),
-                        default=m.norm)
-    parser.add_argument("--placement", choices=placements.cli_choices(),
-                        default=m.placement,
-                        help="rezero = no norm + ReZero; layerscale = "
-                             "pre-norm + LayerScale; hyper / mhc = "
-                             "hyper-connections / mHC over --expansion "
-                             "streams")
-    parser.add_argument("--expansion", type=int, default=m.expansion,
-                        help="residual streams of --placement hyper/mhc")
-    parser.add_argument("--layers", type=int, default=m.layers)
-    parser.add_argument("--heads", type=int, default=m.heads)
-    parser.add_argument("--d-model", type=int, default=m.d_model)
-    parser.add_argument("--intermediate-dim", type=int,
-                        default=m.intermediate_dim)
-    parser.add_argument("--dropout", type=float, default=m.dropout)
-    parser.add_argument("--attention-dropout", type=float, default=None,
-                        help="default: the --dropout value")
-    parser.add_argument("--word-dim", type=int, default=m.word_dim)
-    parser.add_argument("--char-dim", type=int, default=m.char_dim)
-    parser.add_argument("--char-filters", type=int, default=m.char_filters)
-    parser.add_argument("--max-chars", type=int, default=m.max_chars,
-                        help="characters per word the character CNN sees")
-    parser.add_argument("--max-length", type=int, default=m.max_length)
-    parser.add_argument("--recurrent-layers", type=int,
-                        default=m.recurrent_layers,
-                        help="BiLSTM blocks (each in a ResidualWrapper) "
-                             "before the Transformer blocks")
-    parser.add_argument("--hash-buckets", type=int, default=m.hash_buckets,
-                        help="rows per hashed token feature (normalized "
-                             "form, prefix, suffix, shape); 0: off")
-    parser.add_argument("--hash-dim", type=int, default=m.hash_dim)
-    parser.add_argument("--crf", action=argparse.BooleanOptionalAction,
-                        default=m.crf,
-                        help="linear-chain CRF output (Viterbi decoding)")
-
-
-def _train_config(args):
-    from keras_resnorm import placements
-    from keras_resnorm.ner.model import ModelConfig
-    from keras_resnorm.ner.train import TrainConfig
-
-    # rezero / layerscale stand for a placement and a branch scale.
-    chosen = placements.keyword_arguments(args.placement)
-    model = ModelConfig(norm=args.norm, placement=chosen["placement"],
-                        branch_scale=chosen.get("branch_scale"),
-                        layers=args.layers,
-                        heads=args.heads, d_model=args.d_model,
-                        intermediate_dim=args.intermediate_dim,
-                        dropout=args.dropout,
-                        attention_dropout=(args.dropout
-                                           if args.attention_dropout is None
-                                           else args.attention_dropout),
-                        word_dim=args.word_dim, char_dim=args.char_dim,
-                        char_filters=args.char_filters,
-                        max_chars=args.max_chars, max_length=args.max_length,
-                        recurrent_layers=args.recurrent_layers,
-                        hash_buckets=args.hash_buckets,
-                        hash_dim=args.hash_dim, crf=args.crf,
-                        expansion=args.expansion)
-    return TrainConfig(
-        run_dir=args.run_dir, data_dir=args.data_dir, download=args.download,
-        scheme=args.scheme, cache_dir=args.cache_dir, epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-        min_count=args.min_count, patience=args.patience,
-        max_minutes=args.max_minutes,
-        max_train_sentences=args.max_train_sentences, seed=args.seed,
-        word_dropout=args.word_dropout,
-        jit_compile=args.xla, overwrite=args.overwrite,
-        strategy=args.strategy, cpu_devices=args.cpu_devices,
-        cluster_timeout=args.cluster_timeout, precision=args.precision,
-        deterministic=args.deterministic, backup_steps=args.backup_steps,
-        model=model)
-
-
 def _print_tags(tagger, sentences):
     for sentence, spans in zip(sentences, tagger.predict(sentences)):
         print(f"  {sentence}")
@@ -165,10 +24,11 @@ def _print_tags(tagger, sentences):
 
 
 def cmd_train(args, demo=False):
+    from keras_resnorm.ner.config import TrainConfig
     from keras_resnorm.ner.tagger import Tagger
     from keras_resnorm.ner.train import train
 
-    config = _train_config(args)
+    config = TrainConfig.from_flags(args, args.defaults)
     model, metrics = train(config)
     if metrics is None:
         print(f"worker done; the chief writes and scores the run in "
@@ -236,7 +96,7 @@ def cmd_export(args):
 
 
 def build_parser():
-    from keras_resnorm.ner.train import TrainConfig
+    from keras_resnorm.ner.config import TrainConfig, add_flags
 
     # --debug is taken before or after the subcommand.
     debug = argparse.ArgumentParser(add_help=False)
@@ -261,20 +121,22 @@ def build_parser():
     demo = add("demo", help="train briefly, evaluate, tag an "
                           "example, export for TF Serving (CoNLL-2003 when "
                           "found, else the built-in corpus)")
-    _add_train_flags(demo, dataclasses.replace(
+    # The flags are made from the config's fields (config.py).
+    demo_defaults = dataclasses.replace(
         TrainConfig(), run_dir=os.path.join("runs", "ner-demo"),
-        max_minutes=3.0, epochs=6, patience=4))
+        max_minutes=3.0, epochs=6, patience=4)
+    add_flags(demo, demo_defaults)
+    demo.set_defaults(defaults=demo_defaults)
     train = add("train", help="train a tagger")
-    _add_train_flags(train, TrainConfig())
+    add_flags(train)
+    train.set_defaults(defaults=TrainConfig())
 
     evaluate = add("evaluate", help="score a saved tagger")
     evaluate.add_argument("--model", required=True)
     evaluate.add_argument("--split", choices=("train", "valid", "test"),
                           default="test")
-    evaluate.add_argument("--data-dir")
-    evaluate.add_argument("--download", action="store_true")
-    evaluate.add_argument("--scheme", choices=("iob2", "iob1"), default="iob2")
-    evaluate.add_argument("--cache-dir")
+    add_flags(evaluate, names=("data_dir", "download", "scheme",
+                               "cache_dir"))
 
     exp = add("export", help="write a versioned SavedModel for "
                          "TF Serving")

@@ -20,8 +20,6 @@ The padding mask ("" tokens) goes to the encoder explicitly: keras-nlp's
 PositionEmbedding drops masks.
 """
 
-import dataclasses
-
 import keras
 import tensorflow as tf
 
@@ -33,7 +31,6 @@ from keras_resnorm.layers.hyper_connection import (
     expand_stream,
 )
 from keras_resnorm.ner import crf as crf_lib
-from keras_resnorm.ner.errors import ConfigError
 from keras_resnorm.ner import features as features_lib
 
 # The token contract (normalization, casing, characters, hashed features)
@@ -41,71 +38,6 @@ from keras_resnorm.ner import features as features_lib
 PAD = features_lib.PAD
 CASES = features_lib.CASES
 TokenFeatures = features_lib.TokenFeatures
-
-
-@dataclasses.dataclass
-class ModelConfig:
-    """Architecture of the tagger; every field has a CLI flag of the same
-    name (`--d-model` for `d_model`), except `branch_scale`, which
-    `--placement rezero` / `layerscale` set, and `crf` (`--crf/--no-crf`).
-
-    `recurrent_layers` BiLSTM blocks (each inside a `ResidualWrapper`) run
-    before the `layers` Transformer blocks; either may be 0. `hash_buckets`
-    > 0 adds the hashed token features of `features.py`, each embedded in
-    `hash_dim` dimensions. `crf` puts a linear-chain CRF on the tag scores.
-    """
-
-    norm: str = "layer"
-    placement: str = "pre"
-    branch_scale: object = None
-    layers: int = 0
-    heads: int = 4
-    d_model: int = 256
-    intermediate_dim: int = 256
-    dropout: float = 0.3
-    attention_dropout: float = 0.1
-    word_dim: int = 100
-    char_dim: int = 32
-    char_filters: int = 64
-    max_chars: int = 16
-    max_length: int = 128
-    recurrent_layers: int = 1
-    hash_buckets: int = 5000
-    hash_dim: int = 32
-    crf: bool = True
-    expansion: int = 4
-
-    POSITIVE = ("heads", "d_model", "intermediate_dim", "word_dim",
-                "char_dim", "char_filters", "max_chars", "max_length",
-                "expansion")
-    NON_NEGATIVE = ("layers", "recurrent_layers", "hash_buckets")
-
-    def validate(self):
-        """Raise `ConfigError` naming the first field that cannot work."""
-        placements.canonical(self.placement, error=ConfigError)
-        for name in self.POSITIVE + self.NON_NEGATIVE:
-            value = getattr(self, name)
-            low = 1 if name in self.POSITIVE else 0
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or value < low:
-                what = "a positive int" if low else "an int >= 0"
-                raise ConfigError(
-                    f"{name} must be {what}. Received: {name}={value!r}")
-        for name in ("dropout", "attention_dropout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 <= value < 1:
-                raise ConfigError(f"{name} must be in [0, 1). "
-                                  f"Received: {name}={value!r}")
-        if self.hash_buckets and (not isinstance(self.hash_dim, int)
-                                  or self.hash_dim < 1):
-            raise ConfigError(
-                "hash_dim must be a positive int when hash_buckets > 0. "
-                f"Received: hash_dim={self.hash_dim!r}")
-        if self.layers and self.d_model % self.heads:
-            raise ConfigError(
-                "d_model must be divisible by heads when layers > 0. "
-                f"Received: d_model={self.d_model}, heads={self.heads}")
 
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")

@@ -36,7 +36,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnorm import _keras_workarounds, optimizers
-from keras_resnorm._checks import check_choice
 from keras_resnorm.callbacks import ResidualStreamDiagnostics
 from keras_resnorm.ner import data as data_lib
 from keras_resnorm.ner import distribute
@@ -47,106 +46,8 @@ from keras_resnorm.ner.backup import TrainingBackup
 from keras_resnorm.ner.errors import ConfigError, RunDirError
 from keras_resnorm.ner.evaluate import entity_scores, evaluate, make_forward
 from keras_resnorm.ner.evaluate import predict_tags
-from keras_resnorm.ner.model import ModelConfig, build_model
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything a training run needs; every field has a CLI flag of the
-    same name (`--run-dir` for `run_dir`; `--xla` for `jit_compile`)."""
-
-    run_dir: str = os.path.join("runs", "ner")
-    data_dir: str = None
-    download: bool = False
-    scheme: str = "iob2"
-    cache_dir: str = None
-    epochs: int = 30
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_epochs: float = 1.0
-    min_count: int = 2
-    word_dropout: float = 0.1
-    patience: int = 6
-    max_minutes: float = None
-    max_train_sentences: int = None
-    seed: int = 0
-    jit_compile: bool = False
-    overwrite: bool = False
-    # How to run: a resumed run takes these from the new call, not from the
-    # saved configuration (see RUNTIME).
-    strategy: str = "default"
-    cpu_devices: int = None
-    cluster_timeout: float = 60.0
-    # What to train, saved with the run like the fields above.
-    precision: str = "float32"
-    deterministic: bool = False
-    backup_steps: int = None
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-
-    RUNTIME = ("strategy", "cpu_devices", "cluster_timeout", "overwrite",
-               "max_minutes", "cache_dir")
-
-    @classmethod
-    def from_dict(cls, values):
-        values = dict(values)
-        values["model"] = ModelConfig(**values.get("model", {}))
-        return cls(**values)
-
-    def validate(self):
-        """Raise `ConfigError` naming the first field that cannot work."""
-        check_choice("strategy", self.strategy, distribute.STRATEGIES,
-                     error=ConfigError)
-        check_choice("precision", self.precision, distribute.PRECISIONS,
-                     error=ConfigError)
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(
-                    f"{name} must be a positive int. "
-                    f"Received: {name}={value!r}")
-        for name in ("backup_steps", "cpu_devices", "max_train_sentences"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int)
-                                      or value < 1):
-                raise ConfigError(
-                    f"{name} must be a positive int or None. "
-                    f"Received: {name}={value!r}")
-        if not self.cluster_timeout > 0:
-            raise ConfigError(
-                "cluster_timeout must be a positive number of seconds. "
-                f"Received: cluster_timeout={self.cluster_timeout!r}")
-        for name in ("learning_rate", "max_minutes"):
-            value = getattr(self, name)
-            if value is None and name == "max_minutes":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 < value < float("inf"):
-                raise ConfigError(
-                    f"{name} must be a positive number. "
-                    f"Received: {name}={value!r}")
-        for name, low in (("patience", 0), ("min_count", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or value < low:
-                raise ConfigError(
-                    f"{name} must be an int >= {low}. "
-                    f"Received: {name}={value!r}")
-        if self.seed >= 2 ** 32:
-            raise ConfigError(
-                f"seed must be below 2**32. Received: seed={self.seed!r}")
-        for name in ("weight_decay", "warmup_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 <= value < float("inf"):
-                raise ConfigError(
-                    f"{name} must be a number >= 0. "
-                    f"Received: {name}={value!r}")
-        self.model.validate()
-        if not 0 <= self.word_dropout < 1:
-            raise ConfigError(
-                "word_dropout must be in [0, 1). "
-                f"Received: word_dropout={self.word_dropout!r}")
+from keras_resnorm.ner.config import TrainConfig
+from keras_resnorm.ner.model import build_model
 
 
 def _atomic_save_model(model, path):
@@ -348,8 +249,11 @@ def build_vocabulary(sentences, min_count):
     return features_lib.vocabulary([t for t, _ in sentences], min_count)
 
 
-def _build(config, vocab, strategy):
-    """Model, tagger and features under the precision policy and strategy."""
+def build_tagger(config, vocab, strategy=None):
+    """`(tagger, features, model)` for `config` (a `TrainConfig`) and `vocab`
+    (`{"words", "chars", "tags"}`), built under the config's precision
+    policy and in `strategy`'s scope (default: the current strategy)."""
+    strategy = strategy or tf.distribute.get_strategy()
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.precision)
     try:
@@ -361,7 +265,11 @@ def _build(config, vocab, strategy):
     return tagger, features, model
 
 
-def _compile(model, config, steps, strategy):
+def compile_for_training(model, config, steps, strategy=None):
+    """Compile `model` as the trainer does: AdamW with decoupled weight
+    decay and gradient clipping, a linear warm-up over `warmup_epochs` then
+    cosine decay over `epochs` of `steps` batches, the tag loss."""
+    strategy = strategy or tf.distribute.get_strategy()
     total = max(1, steps * config.epochs)
     warmup = min(total - 1, int(steps * config.warmup_epochs))
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -469,9 +377,9 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
     # Seeded here, not earlier: preparing a corpus through TFDS the first
     # time draws random numbers that a cached run does not.
     keras.utils.set_random_seed(config.seed)
-    tagger, features, model = _build(config, vocab, strategy)
+    tagger, features, model = build_tagger(config, vocab, strategy)
     steps = _steps_per_epoch(config, train_sentences)
-    _compile(model, config, steps, strategy)
+    compile_for_training(model, config, steps, strategy)
     writer = tf.summary.create_file_writer(
         os.path.join(write_dir, "logs", "ner"))
     if not resumed:

@@ -73,21 +73,21 @@ def test_bad_flags_exit_with_usage():
 
 
 def test_model_flags_reach_the_config():
-    from keras_resnorm.ner.model import ModelConfig
+    from keras_resnorm.ner.config import ModelConfig, TrainConfig
 
-    parse = cli.build_parser().parse_args
-    default = cli._train_config(parse(["ner", "train"])).model
-    # --dropout sets the attention dropout too; everything else defaults
-    # to the dataclass.
+    default = TrainConfig.from_argv([]).model
+    # --dropout sets the attention dropout too, as the dataclass does.
+    assert default == ModelConfig()
     assert default.attention_dropout == default.dropout
-    assert dataclasses.replace(
-        default, attention_dropout=ModelConfig().attention_dropout
-    ) == ModelConfig()
+    assert TrainConfig.from_argv(["--dropout", "0.2"]).model \
+        .attention_dropout == 0.2
+    assert TrainConfig.from_argv(["--dropout", "0.2", "--attention-dropout",
+                                  "0.05"]).model.attention_dropout == 0.05
     assert (default.crf, default.recurrent_layers, default.layers) == (
         True, 1, 0)
-    model = cli._train_config(parse([
-        "ner", "train", "--no-crf", "--hash-buckets", "0",
-        "--recurrent-layers", "2", "--layers", "3", "--hash-dim", "16"])).model
+    model = TrainConfig.from_argv([
+        "--no-crf", "--hash-buckets", "0", "--recurrent-layers", "2",
+        "--layers", "3", "--hash-dim", "16"]).model
     assert (model.crf, model.hash_buckets, model.recurrent_layers,
             model.layers, model.hash_dim) == (False, 0, 2, 3, 16)
 
@@ -110,24 +110,24 @@ def test_bad_model_flags_fail_in_one_line(flags, message, tmp_path, capsys):
 
 
 def test_every_config_field_has_a_flag():
-    # The dataclass docstrings promise it.
-    from keras_resnorm.ner.model import ModelConfig
-    from keras_resnorm.ner.train import TrainConfig
+    # The flags are generated from the fields, so a new field is a new flag:
+    # every field but branch_scale (set through --placement) has one, with
+    # the dataclass's default.
+    from keras_resnorm.ner.config import ModelConfig, TrainConfig, flag_name
 
     parser = cli.build_parser()
     ner = parser._subparsers._group_actions[0].choices["ner"]
     train = ner._subparsers._group_actions[0].choices["train"]
     flags = {s for action in train._actions for s in action.option_strings}
-    renamed = {"jit_compile": "--xla", "crf": "--no-crf",
-               "branch_scale": "--placement"}
     for cls in (TrainConfig, ModelConfig):
         for field in dataclasses.fields(cls):
-            if field.name == "model":
+            if field.name in ("model", "branch_scale"):
                 continue
-            flag = renamed.get(field.name,
-                               "--" + field.name.replace("_", "-"))
-            assert flag in flags, (cls.__name__, field.name)
-    # ... and the defaults are the dataclass's.
-    config = cli._train_config(parser.parse_args(["ner", "train"]))
-    assert dataclasses.replace(config, model=TrainConfig().model) == \
-        TrainConfig()
+            assert flag_name(field) in flags, (cls.__name__, field.name)
+    assert "--xla" in flags and "--no-crf" in flags
+    args = parser.parse_args(["ner", "train"])
+    assert TrainConfig.from_flags(args) == TrainConfig()
+    demo_args = parser.parse_args(["ner", "demo"])
+    demo = TrainConfig.from_flags(demo_args, demo_args.defaults)
+    assert (demo.run_dir, demo.max_minutes) == (os.path.join(
+        "runs", "ner-demo"), 3.0)

@@ -12,6 +12,7 @@ import zipfile
 import pytest
 
 from keras_resnorm.ner import cli, data
+from keras_resnorm.ner.config import TrainConfig
 from keras_resnorm.ner.errors import (
     ConfigError,
     CorpusError,
@@ -151,7 +152,7 @@ def _fake_run(argv, finished, **changes):
     its saved settings."""
     import dataclasses
 
-    config = cli._train_config(cli.build_parser().parse_args(argv))
+    config = TrainConfig.from_argv(argv[2:])
     config = dataclasses.replace(config, **changes)
     os.makedirs(config.run_dir)
     with open(os.path.join(config.run_dir, "config.json"), "w") as f:
@@ -191,7 +192,7 @@ def test_run_dir_that_holds_a_different_run(corpus, tmp_path, capsys):
     (["--max-minutes", "0"], "max_minutes must be a positive number"),
     (["--patience", "-1"], "patience must be an int >= 0"),
     (["--seed", "-3"], "seed must be an int >= 0. Received: seed=-3"),
-    (["--seed", str(2 ** 32)], "seed must be below 2**32"),
+    (["--seed", str(2 ** 32)], "seed must be below 4294967296"),
     (["--max-train-sentences", "0"], "max_train_sentences must be a "
      "positive int or None"),
     (["--word-dropout", "1"], "word_dropout must be in [0, 1)"),

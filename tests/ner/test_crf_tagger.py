@@ -7,7 +7,8 @@ import tensorflow as tf
 from keras_resnorm.ner import crf as crf_lib
 from keras_resnorm.ner import export
 from keras_resnorm.ner.evaluate import predict_tags
-from keras_resnorm.ner.model import ModelConfig, build_model, crf_layer
+from keras_resnorm.ner.config import ModelConfig
+from keras_resnorm.ner.model import build_model, crf_layer
 from keras_resnorm.ner.model import decoder
 from keras_resnorm.ner.tagger import tokenize
 from test_export import capi

@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 
 from keras_resnorm import HyperConnection
-from keras_resnorm.ner.model import ModelConfig, TokenFeatures, build_model
+from keras_resnorm.ner.config import ModelConfig
+from keras_resnorm.ner.model import TokenFeatures, build_model
 
 
 def features():
