@@ -153,6 +153,69 @@ def test_wrapped_layer_without_masking_gets_no_mask():
     assert np.array_equal(np.asarray(mask), x != 0)
 
 
+NORM_GIVEN = {
+    "instance": lambda: keras.layers.LayerNormalization(epsilon=1e-5),
+    "class": lambda: kr.RMSNormalization,
+    "factory": lambda: (lambda: kr.ScaleNormalization()),
+}
+
+
+@pytest.mark.parametrize("given", sorted(NORM_GIVEN))
+def test_norm_takes_a_layer_or_a_callable_and_serializes_it(given):
+    from layer_check import check_layer
+
+    def make(dtype=None):
+        return kr.ResidualWrapper(keras.layers.Dense(6), placement="sandwich",
+                                  norm=NORM_GIVEN[given](), dtype=dtype)
+
+    wrapper = check_layer(make, (4, 5, 6), mask_tail=2, policies=(
+        "mixed_float16",))
+    # Two fresh copies: their own names and weights, not the template's.
+    norms = (wrapper.norm_layer, wrapper.branch_norm_layer)
+    assert [n.name for n in norms] == ["norm", "branch_norm"]
+    assert norms[0] is not norms[1]
+    assert norms[0].weights[0] is not norms[1].weights[0]
+    expected = {"instance": keras.layers.LayerNormalization,
+                "class": kr.RMSNormalization,
+                "factory": kr.ScaleNormalization}[given]
+    assert type(norms[0]) is expected
+    if given == "instance":
+        assert norms[0].epsilon == 1e-5
+
+
+def test_a_given_norm_survives_a_keras_file_in_every_residual_layer(
+        tmp_path):
+    given = keras.layers.LayerNormalization(epsilon=1e-4)
+    inputs = keras.Input((5, 8))
+    h = kr.ResidualWrapper(keras.layers.Dense(8), norm=given)(inputs)
+    h = kr.TransformerEncoder(1, 2, 8, norm=given)(h)
+    stream = kr.layers.hyper_connection.expand_stream(h, 2)
+    h = kr.HyperConnection(keras.layers.Dense(8), expansion=2,
+                           norm=given)(stream)
+    model = keras.Model(inputs, h)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    x = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    norms = [layer for layer in flatten_layers(loaded)
+             if type(layer) is keras.layers.LayerNormalization]
+    # Wrapper 1, two block wrappers and the final norm, the hyper-connection.
+    assert len(norms) == 5 and {n.epsilon for n in norms} == {1e-4}
+    assert not given.built  # the template itself is never used
+
+
+def test_a_given_norm_fails_clearly():
+    with pytest.raises(TypeError, match=r"norm must be one of \('layer', "
+                       r"'rms', 'scale', 'dyt'\), a Keras layer, or a "
+                       r"callable that returns one. Received: norm=3"):
+        kr.ResidualWrapper(keras.layers.Dense(4), norm=3)
+    with pytest.raises(ValueError, match="norm_kwargs applies to a norm "
+                       "given by name"):
+        kr.HyperConnection(keras.layers.Dense(4),
+                           norm=keras.layers.LayerNormalization(),
+                           norm_kwargs={"epsilon": 1e-3})
+
 
 @pytest.mark.parametrize("field, value, message", [
     ("epochs", True, "epochs must be a positive int. Received: epochs=True"),

@@ -19,7 +19,7 @@ from keras_resnorm.layers._residual_core import (
     serialize_wrapped,
     wrapped_arguments,
 )
-from keras_resnorm.layers.normalization import check_norm_name, make_norm
+from keras_resnorm.layers.normalization import check_norm, make_norm
 
 # TransformerEncoder placements that widen the stream (see HyperConnection).
 HYPER_PLACEMENTS = placements.STREAM
@@ -147,7 +147,10 @@ class HyperConnection(ResidualRecording, keras.layers.Layer):
         manifold: `False` for hyper-connections, `True` for mHC. Defaults
             to `False`.
         norm: the branch input norm `N`, one of `"layer"`, `"rms"`,
-            `"scale"`, `"dyt"`. Defaults to `"layer"`.
+            `"scale"`, `"dyt"`; or a Keras norm layer (copied for
+            each norm the wrapper makes, under the wrapper's dtype policy;
+            its own settings apply, `fused` and `norm_kwargs` do not), or a
+            callable that returns one. Defaults to `"layer"`.
         norm_kwargs: dict of keyword arguments for `N`. Defaults to `None`.
         sinkhorn_iterations: Sinkhorn-Knopp iterations for mHC. Defaults to
             `20`, as in the mHC paper.
@@ -201,7 +204,7 @@ class HyperConnection(ResidualRecording, keras.layers.Layer):
         self.layer_index = check_int("layer_index", layer_index, 0)
         self.dynamic = bool(dynamic)
         self.manifold = bool(manifold)
-        self.norm = check_norm_name(norm)
+        self.norm = check_norm(norm, norm_kwargs)
         self.norm_kwargs = dict(norm_kwargs or {})
         self.sinkhorn_iterations = check_positive(
             "sinkhorn_iterations", sinkhorn_iterations, integer=True)
@@ -219,7 +222,7 @@ class HyperConnection(ResidualRecording, keras.layers.Layer):
                 self.dropout, seed=seed, dtype=self.dtype_policy,
                 name="branch_dropout")
         self.norm_layer = make_norm(
-            norm, name="norm", dtype=self.dtype_policy,
+            self.norm, name="norm", dtype=self.dtype_policy,
             norm_kwargs=self.norm_kwargs, fused=self.fused)
         self.stream_norm = None
         if self.dynamic:

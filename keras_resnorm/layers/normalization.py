@@ -1,4 +1,7 @@
-"""Look up a normalization layer by its short name."""
+"""Look up a normalization layer by its short name, or copy one a user
+gave (the one norm factory of the residual layers)."""
+
+import keras
 
 from keras_resnorm.layers.dynamic_tanh import DynamicTanh
 from keras_resnorm.layers.layer_normalization import LayerNormalization
@@ -26,12 +29,50 @@ def check_norm_name(name, argument="norm"):
 FUSABLE = ("layer", "rms")
 
 
+def check_norm(norm, norm_kwargs=None, argument="norm"):
+    """`norm=` of the residual layers, in the form they store and serialize:
+    a short name (`"layer"`, `"rms"`, `"scale"`, `"dyt"`), or the serialized
+    config of a norm layer the user gave. That may be a Keras layer instance
+    (`keras.layers.LayerNormalization(epsilon=1e-5)`), a callable that
+    returns one (called once here; a layer class, for example), or such a
+    config (what `get_config` wrote). A given layer is a template: each norm
+    made from it is a fresh copy (`make_norm`), so the instance itself is
+    never called and shares no weights."""
+    if isinstance(norm, str):
+        return check_norm_name(norm, argument)
+    given = norm
+    if isinstance(norm, dict):
+        norm = keras.saving.deserialize_keras_object(norm)
+    elif callable(norm) and not isinstance(norm, keras.layers.Layer):
+        norm = norm()
+    if not isinstance(norm, keras.layers.Layer):
+        raise TypeError(
+            f"{argument} must be one of {tuple(NORMALIZATIONS)}, a Keras "
+            "layer, or a callable that returns one. Received: "
+            f"{argument}={given!r}")
+    if norm_kwargs:
+        raise ValueError(
+            f"norm_kwargs applies to a {argument} given by name; set the "
+            f"arguments on the layer instead. Received: {argument}="
+            f"{type(norm).__name__}, norm_kwargs={norm_kwargs!r}")
+    return keras.saving.serialize_keras_object(norm)
+
+
 def make_norm(norm, *, name, dtype=None, norm_kwargs=None, fused=None):
-    """The norm a residual layer makes: `norm` by short name with
-    `norm_kwargs`; `fused` (when given) reaches the norms that take it,
-    unless `norm_kwargs` sets it. The one factory of `ResidualWrapper`,
+    """The norm a residual layer makes. `norm` is what `check_norm` returns:
+    by short name, the layer with `norm_kwargs`, and `fused` (when given)
+    reaches the norms that take it unless `norm_kwargs` sets it; by config,
+    a fresh copy of the user's layer (its own settings, `fused` included)
+    named `name` under `dtype`. The one factory of `ResidualWrapper`,
     `HyperConnection` and `TransformerEncoder`, so `fused=False` means the
     same in each."""
+    if isinstance(norm, dict):
+        config = dict(norm)
+        config["config"] = dict(config["config"], name=name)
+        if dtype is not None:
+            config["config"]["dtype"] = keras.dtype_policies.serialize(
+                keras.dtype_policies.get(dtype))
+        return keras.saving.deserialize_keras_object(config)
     kwargs = dict(norm_kwargs or {})
     if fused is not None and norm in FUSABLE:
         kwargs.setdefault("fused", fused)

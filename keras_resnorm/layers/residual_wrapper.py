@@ -21,7 +21,7 @@ from keras_resnorm.layers._residual_core import (
 )
 from keras_resnorm.layers.drop_path import DropPath
 from keras_resnorm.layers.layer_normalization import LayerNormalization
-from keras_resnorm.layers.normalization import check_norm_name, make_norm
+from keras_resnorm.layers.normalization import check_norm, make_norm
 from keras_resnorm.layers.rms_normalization import RMSNormalization
 
 # The wrapper's placements (the registry in `keras_resnorm.placements`).
@@ -191,7 +191,10 @@ class ResidualWrapper(ResidualRecording, keras.layers.Layer):
     Args:
         layer: the `keras.layers.Layer` to wrap (the branch `F`).
         norm: normalization name, one of `"layer"`, `"rms"`, `"scale"`,
-            `"dyt"`. Defaults to `"layer"`.
+            `"dyt"`; or a Keras norm layer (copied for
+            each norm the wrapper makes, under the wrapper's dtype policy;
+            its own settings apply, `fused` and `norm_kwargs` do not), or a
+            callable that returns one. Defaults to `"layer"`.
         placement: one of `"pre"`, `"post"`, `"sandwich"` (or `"peri"`),
             `"deepnorm"`, `"none"`. Defaults to `"pre"`.
         norm_kwargs: dict of keyword arguments for the norm layers. Defaults
@@ -278,11 +281,11 @@ class ResidualWrapper(ResidualRecording, keras.layers.Layer):
         super().__init__(**kwargs)
         check_wrapped(layer)
         placement = placements.canonical(placement, placements.WRAPPER)
-        check_norm_name(norm)
         if norm_kwargs is not None and not isinstance(norm_kwargs, dict):
             raise TypeError(
                 f"norm_kwargs must be a dict. Received: norm_kwargs={norm_kwargs!r}"
             )
+        norm = check_norm(norm, norm_kwargs)
         if not (
             branch_scale in BRANCH_SCALES
             or (isinstance(branch_scale, (int, float))

@@ -16,7 +16,7 @@ from keras_resnorm.layers.hyper_connection import (
     collapse_stream,
     expand_stream,
 )
-from keras_resnorm.layers.normalization import check_norm_name, make_norm
+from keras_resnorm.layers.normalization import check_norm, make_norm
 from keras_resnorm.layers.residual_wrapper import (
     FUSED_DEFAULT,
     ResidualWrapper,
@@ -78,8 +78,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
         intermediate_dim: width of the feed-forward hidden layer.
         key_dim: size of each attention head; `None` means
             `features // num_heads`. Defaults to `None`.
-        norm: norm name (`"layer"`, `"rms"`, `"scale"`, `"dyt"`). Defaults
-            to `"layer"`.
+        norm: norm name (`"layer"`, `"rms"`, `"scale"`, `"dyt"`), or a
+            Keras norm layer or a callable that returns one, as in
+            `ResidualWrapper`. Defaults to `"layer"`.
         placement: norm placement, see `ResidualWrapper`, or `"hyper"` /
             `"mhc"`: each sub-layer in a `HyperConnection` (hyper-connections
             or mHC) over `expansion` streams, the block's input and output
@@ -168,6 +169,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
         self.key_dim = key_dim
+        norm = check_norm(norm, norm_kwargs)
         self.norm = norm
         self.placement = placement
         self.norm_kwargs = norm_kwargs
@@ -347,6 +349,10 @@ class TransformerEncoder(keras.layers.Layer):
             k: kwargs.pop(k) for k in self._BLOCK_ARGS if k in kwargs
         }
         super().__init__(**kwargs)
+        norm = check_norm(block_kwargs.get("norm", "layer"),
+                          block_kwargs.get("norm_kwargs"))
+        if "norm" in block_kwargs:
+            block_kwargs["norm"] = norm
         self.num_layers = check_positive("num_layers", num_layers,
                                          integer=True)
         self.num_heads = num_heads
@@ -357,7 +363,6 @@ class TransformerEncoder(keras.layers.Layer):
         self.block_kwargs = block_kwargs
         self.supports_masking = True
         placement = placements.canonical(block_kwargs.get("placement", "pre"))
-        norm = check_norm_name(block_kwargs.get("norm", "layer"))
         seed = block_kwargs.get("seed")
         per_block = {k: v for k, v in block_kwargs.items() if k != "seed"}
         blocks = []
