@@ -91,7 +91,7 @@ def parse_args(argv=None):
 
 # ------------------------------------------------------------------- data
 def load(args):
-    from keras_resnorm.ner import data, features
+    from keras_resnorm.ner import data, features, pipeline
 
     train = list(data.parse_conll(data.split_path(args.data_dir, "train")))
     dev = list(data.parse_conll(data.split_path(args.data_dir, "valid")))
@@ -105,7 +105,7 @@ def load(args):
 
     def encode(sentences):
         pieces = [p for tokens, labels in sentences
-                  for p in data.windows(tokens, labels, args.max_length)]
+                  for p in pipeline.windows(tokens, labels, args.max_length)]
         ids = np.zeros((len(pieces), args.max_length), "int32")
         labels = np.zeros_like(ids)
         for row, (tokens, piece_tags) in enumerate(pieces):

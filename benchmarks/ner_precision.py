@@ -44,7 +44,7 @@ def step_times(args, corpus):
     """Median seconds per training step for each precision, interleaved."""
     import keras
 
-    from keras_resnorm.ner import data as data_lib
+    from keras_resnorm.ner import pipeline
     from keras_resnorm.ner import train as train_lib
 
     sentences = corpus.sentences("train")
@@ -56,7 +56,7 @@ def step_times(args, corpus):
         keras.utils.set_random_seed(0)
         _, features, model = train_lib.build_tagger(config, vocab)
         train_lib.compile_for_training(model, config, 1000)
-        batches = [b for _, _, b in data_lib.epochs_dataset(
+        batches = [b for _, _, b in pipeline.epochs_dataset(
             sentences, corpus.tags, config.batch_size, config.model.max_length,
             0, 0, 1).take(args.steps)]
         batches = [(tuple(features(t)), g, w) for t, g, w in batches]

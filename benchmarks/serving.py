@@ -58,7 +58,7 @@ def main(argv=None):
     import tensorflow as tf
 
     from keras_resnorm.ner import export
-    from keras_resnorm.ner.data import tokenize_text
+    from keras_resnorm.ner.features import tokenize_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)

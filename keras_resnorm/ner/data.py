@@ -1,4 +1,5 @@
-"""CoNLL-style NER corpora through TensorFlow Datasets, and tf.data pipelines.
+"""CoNLL-style NER corpora through TensorFlow Datasets: where the
+sentences come from.
 
 Any CoNLL-style NER corpus loads: one token a line with the token in the
 first column and the tag in the last, columns separated by spaces or tabs,
@@ -12,6 +13,9 @@ Where the corpus comes from (`find_corpus`): `--data-dir` or the
 when present, else TFDS's own `conll2003` download when asked for
 (`download=True`), else a small synthetic corpus that this module writes
 itself (`write_builtin_corpus`).
+
+The batches a model trains on are made from these sentences in
+`pipeline.py`; raw text is tokenized by the token contract (`features.py`).
 """
 
 import collections
@@ -22,9 +26,7 @@ import random
 
 import tensorflow as tf
 
-from keras_resnorm.ner import features
 from keras_resnorm.ner.errors import CorpusError
-from keras_resnorm.ner.features import PAD
 
 SPLITS = ("train", "valid", "test")
 # File names tried for each split, in order.
@@ -336,126 +338,6 @@ def find_corpus(data_dir=None, download=False, cache_dir=None, scheme="iob2",
     corpus = load_conll_dir(write_builtin_corpus(directory), "iob2", cache_dir)
     corpus.source = "builtin"
     return corpus
-
-
-# ------------------------------------------------------------- tokenizing
-# CoNLL-like tokens, as an RE2 pattern (TensorFlow's regex ops): U.S.-style
-# abbreviations, numbers with separators (1,000.5), words with inner hyphens,
-# clitics ('s), then any other non-space character alone. \pL and \pN make
-# letters and digits Unicode-aware.
-TOKEN_PATTERN = (r"((?:[A-Za-z]\.){2,}|\d+(?:[.,:]\d+)*"
-                 r"|[\pL\pN_]+(?:-[\pL\pN_]+)*|'[\pL\pN_]+|\S)")
-
-
-def tokenize_text(texts):
-    """Tokenize a `[batch]` tf.string tensor into a RaggedTensor of tokens.
-
-    Pure TensorFlow ops (regex_replace + whitespace split), so the same
-    function runs in Python, in an exported SavedModel and under TF Serving.
-    """
-    spaced = tf.strings.regex_replace(texts, TOKEN_PATTERN, r" \1 ")
-    return tf.strings.split(spaced)
-
-
-# ------------------------------------------------------------------ tf.data
-def windows(tokens, tags, max_length):
-    """`(tokens, tags)` in the windows of `features.window_starts`.
-
-    The documented policy for long sentences: no token is dropped; training
-    and prediction both see every window, and predictions are joined back.
-    """
-    return [(tokens[i:i + max_length], tags[i:i + max_length])
-            for i in features.window_starts(len(tokens), max_length)]
-
-
-BUCKETS = (16, 32, 64, 128, 256, 512)
-
-
-def bucket_lengths(max_length):
-    """Padded lengths of the buckets: a few fixed ones, then `max_length`."""
-    return [b for b in BUCKETS if b < max_length] + [max_length]
-
-
-def num_batches(sentences, batch_size, max_length):
-    """How many batches a training (`drop_remainder`) pipeline yields."""
-    bounds = bucket_lengths(max_length)
-    counts = collections.Counter()
-    for tokens, tags in sentences:
-        for window, _ in windows(tokens, tags, max_length):
-            counts[next(b for b in bounds if len(window) <= b)] += 1
-    return sum(n // batch_size for n in counts.values())
-
-
-def make_dataset(sentences, tags, batch_size=32, max_length=128,
-                 shuffle=False, seed=0, drop_remainder=None, epoch=0,
-                 prefetch=True):
-    """A tf.data pipeline of `(tokens, tag_ids, weights)` batches.
-
-    Tokens are `tf.string` padded with "", tag ids int32 padded with 0 and
-    weights 1.0 on real tokens, 0.0 on padding. Sentences are bucketed by
-    length and each bucket is padded to its fixed length
-    (`bucket_lengths`), so batches carry little padding and XLA compiles
-    for a few shapes only. With `drop_remainder` (the default when
-    shuffling, i.e. for training) each bucket's last partial batch is
-    dropped, so every batch has the same size; a different few sentences
-    wait each epoch. Sentences longer than `max_length` are split into
-    windows (see `windows`).
-
-    With `shuffle`, the order is a fixed function of `seed` and `epoch`
-    (an int or a scalar tensor), the same in every process: a resumed run
-    sees the same batches as one that never stopped (`epochs_dataset`).
-    """
-    if drop_remainder is None:
-        drop_remainder = shuffle
-    index = {tag: i for i, tag in enumerate(tags)}
-    pieces = [w for t, g in sentences for w in windows(t, g, max_length)]
-
-    def generate(epoch):
-        order = list(range(len(pieces)))
-        if shuffle:
-            random.Random(f"{seed}/{int(epoch)}").shuffle(order)
-        for i in order:
-            toks, labs = pieces[i]
-            yield toks, [index[t] for t in labs]
-
-    ds = tf.data.Dataset.from_generator(
-        generate, args=(tf.cast(epoch, tf.int64),),
-        output_signature=(tf.TensorSpec([None], tf.string),
-                          tf.TensorSpec([None], tf.int32)),
-    )
-    bounds = bucket_lengths(max_length)
-    ds = ds.bucket_by_sequence_length(
-        lambda toks, labs: tf.shape(toks)[0],
-        bucket_boundaries=[b + 1 for b in bounds],
-        bucket_batch_sizes=[batch_size] * (len(bounds) + 1),
-        padded_shapes=([None], [None]),
-        padding_values=(PAD, 0),
-        pad_to_bucket_boundary=True,
-        drop_remainder=drop_remainder,
-    )
-    ds = ds.map(lambda toks, labs: (
-        toks, labs, tf.cast(tf.not_equal(toks, PAD), tf.float32)))
-    return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
-
-
-def epochs_dataset(sentences, tags, batch_size, max_length, seed,
-                   first_epoch, epochs):
-    """Training batches of epochs `first_epoch .. epochs - 1`, back to back.
-
-    Each element is `(epoch, index_in_epoch, (tokens, tag_ids, weights))`;
-    every epoch has `num_batches(...)` batches, shuffled as
-    `make_dataset(..., shuffle=True, seed=seed, epoch=epoch)`. Starting at
-    `first_epoch` (and `.skip`-ping batches) gives exactly the batches an
-    uninterrupted run would see from there.
-    """
-    @tf.autograph.experimental.do_not_convert
-    def one_epoch(epoch):
-        ds = make_dataset(sentences, tags, batch_size, max_length,
-                          shuffle=True, seed=seed, epoch=epoch,
-                          prefetch=False)
-        return ds.enumerate().map(lambda i, batch: (epoch, i, batch))
-
-    return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
 
 
 def check_tags(corpus):

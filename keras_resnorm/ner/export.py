@@ -36,7 +36,7 @@ import keras
 import tensorflow as tf
 
 from keras_resnorm.ner import features, files
-from keras_resnorm.ner.data import tokenize_text
+from keras_resnorm.ner.features import tokenize_text
 from keras_resnorm.ner.errors import ExportError, load_keras_archive
 from keras_resnorm.ner.model import decoder, max_length, tag_names
 

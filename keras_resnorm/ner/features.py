@@ -1,9 +1,11 @@
 """Token features computed in the graph: the NER token contract in one place.
 
-Every rule that turns a raw token into model input lives here and is plain
-TensorFlow ops, so training, evaluation, the saved tagger and the TF Serving
-export apply the same ones:
+Every rule that turns raw text or a raw token into model input lives here
+and is plain TensorFlow ops, so training, evaluation, the saved tagger and
+the TF Serving export apply the same ones:
 
+- `tokenize_text`: raw text into CoNLL-like tokens (the `Tagger`, the CLI
+  and the export's text signature);
 - `normalize_words`: Unicode lower-casing (UTF-8 aware, so "Éire" and
   "éire" meet) and ASCII digits folded to "0". The vocabulary is built by
   running this same function over the training tokens.
@@ -29,6 +31,25 @@ PAD = ""
 CASES = ("pad", "lower", "upper", "title", "digit", "other")
 # The hashed features, in the order of the last axis of `hash_ids`.
 HASHED = ("norm", "prefix", "suffix", "shape")
+
+
+# ------------------------------------------------------------- tokenizing
+# CoNLL-like tokens, as an RE2 pattern (TensorFlow's regex ops): U.S.-style
+# abbreviations, numbers with separators (1,000.5), words with inner hyphens,
+# clitics ('s), then any other non-space character alone. \pL and \pN make
+# letters and digits Unicode-aware.
+TOKEN_PATTERN = (r"((?:[A-Za-z]\.){2,}|\d+(?:[.,:]\d+)*"
+                 r"|[\pL\pN_]+(?:-[\pL\pN_]+)*|'[\pL\pN_]+|\S)")
+
+
+def tokenize_text(texts):
+    """Tokenize a `[batch]` tf.string tensor into a RaggedTensor of tokens.
+
+    Pure TensorFlow ops (regex_replace + whitespace split), so the same
+    function runs in Python, in an exported SavedModel and under TF Serving.
+    """
+    spaced = tf.strings.regex_replace(texts, TOKEN_PATTERN, r" \1 ")
+    return tf.strings.split(spaced)
 
 
 def window_starts(length, max_length):

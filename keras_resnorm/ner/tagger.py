@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from keras_resnorm.ner.data import tokenize_text
+from keras_resnorm.ner.features import tokenize_text
 from keras_resnorm.ner.errors import load_keras_archive
 from keras_resnorm.ner.evaluate import make_forward, predict_tags
 
@@ -10,7 +10,7 @@ from keras_resnorm.ner.evaluate import make_forward, predict_tags
 def tokenize(text):
     """Split text into `(token, char_start, char_end)` triples.
 
-    Uses the in-graph tokenizer (`data.tokenize_text`) that the exported
+    Uses the in-graph tokenizer (`features.tokenize_text`) that the exported
     model uses, so Python and TF Serving see the same tokens.
 
     >>> [t for t, _, _ in tokenize("EU rejects German call, U.S. says.")]

@@ -1,4 +1,11 @@
-"""Train the NER tagger with `model.fit`: checkpoints, resume, TensorBoard.
+"""Train the NER tagger with `model.fit`: the orchestration of a run and
+its final scoring.
+
+The pieces it puts together live in their own modules: the settings
+(`config.py`), the corpus (`data.py`), the batches (`pipeline.py`), the
+model (`model.py`), the run directory's resume policy (`resume.py`), the
+callbacks (`training_callbacks.py`: dev evaluation, checkpoints, time
+budget) and the exact-resume backup (`backup.py`).
 
 A run directory holds everything a run writes:
 
@@ -25,7 +32,6 @@ they remove.
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -37,134 +43,18 @@ import tensorflow as tf
 
 from keras_resnorm import _keras_workarounds, optimizers
 from keras_resnorm.callbacks import ResidualStreamDiagnostics
-from keras_resnorm.ner import data as data_lib
-from keras_resnorm.ner import distribute
-from keras_resnorm.ner import features as features_lib
-from keras_resnorm.ner import files
-from keras_resnorm.ner import model as model_lib
+from keras_resnorm.ner import distribute, files, pipeline, resume
 from keras_resnorm.ner.backup import TrainingBackup
-from keras_resnorm.ner.errors import ConfigError, RunDirError
-from keras_resnorm.ner.evaluate import entity_scores, evaluate, make_forward
-from keras_resnorm.ner.evaluate import predict_tags
-from keras_resnorm.ner.config import TrainConfig
-from keras_resnorm.ner.model import build_model
-
-
-def _atomic_save_model(model, path):
-    files.atomic_write(path, model.save, suffix=".keras")
-
-
-class EntityF1Checkpoint(keras.callbacks.Callback):
-    """Dev entity F1 each epoch: checkpoints, best model, early stopping, logs.
-
-    Saves the tagger (raw tokens in) as `checkpoints/epoch-NNN.keras` after
-    every epoch and as `best.keras` when dev entity F1 improves.
-
-    Its state (best F1, its epoch, epochs without improvement, per-epoch
-    scores) is saved and restored with the training backup
-    (`get_state`/`set_state`), so a resumed run continues the same
-    early-stopping count; `run_dir/state.json` shows it to people.
-    With `strategy` spanning several workers, the early-stopping decision
-    is taken jointly (`distribute.any_worker`).
-    """
-
-    def __init__(self, tagger, dev_sentences, run_dir, patience, writer,
-                 train_tokens, strategy=None):
-        super().__init__()
-        self.tagger = tagger
-        self.dev = dev_sentences
-        self.run_dir = run_dir
-        self.patience = patience
-        self.writer = writer
-        self.train_tokens = train_tokens
-        self.strategy = strategy or tf.distribute.get_strategy()
-        self.state_path = os.path.join(run_dir, "state.json")
-        self.state = {"best_f1": -1.0, "best_epoch": None, "wait": 0,
-                      "finished": False, "epochs": []}
-        self._forward = None
-        self._started = None
-        # Share of a full epoch the next epoch trains (a resumed run's first
-        # epoch starts part-way), so tokens per second stay true.
-        self.fraction = 1.0
-
-    def get_state(self):
-        return json.loads(json.dumps(self.state))
-
-    def set_state(self, state):
-        self.state = json.loads(json.dumps(state))
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self._started
-        if self._forward is None:
-            self._forward = make_forward(self.tagger)
-        pred = predict_tags(self.tagger, [t for t, _ in self.dev],
-                            forward=self._forward)
-        scores = entity_scores([g for _, g in self.dev], pred)
-        tokens_per_second = self.fraction * self.train_tokens / seconds
-        self.fraction = 1.0
-        logs = logs if logs is not None else {}
-        logs.update({"val_entity_precision": scores["precision"],
-                     "val_entity_recall": scores["recall"],
-                     "val_entity_f1": scores["f1"],
-                     "tokens_per_second": tokens_per_second})
-        with self.writer.as_default():
-            for key in ("precision", "recall", "f1"):
-                tf.summary.scalar(f"dev/entity_{key}", scores[key], step=epoch)
-            tf.summary.scalar("train/tokens_per_second", tokens_per_second,
-                              step=epoch)
-        self.writer.flush()
-        _atomic_save_model(self.tagger, os.path.join(
-            self.run_dir, "checkpoints", f"epoch-{epoch + 1:03d}.keras"))
-        improved = scores["f1"] > self.state["best_f1"]
-        if improved:
-            _atomic_save_model(self.tagger, os.path.join(self.run_dir,
-                                                         "best.keras"))
-            self.state.update(best_f1=scores["f1"], best_epoch=epoch + 1,
-                              wait=0)
-        else:
-            self.state["wait"] += 1
-        self.state["epochs"].append({
-            "epoch": epoch + 1, "dev_entity_f1": scores["f1"],
-            "loss": float(logs.get("loss", math.nan)),
-            "seconds": seconds, "tokens_per_second": tokens_per_second})
-        files.atomic_write_json(self.state_path, self.state)
-        print(f"\nepoch {epoch + 1}: dev entity F1 {scores['f1']:.4f} "
-              f"(best {self.state['best_f1']:.4f} at epoch "
-              f"{self.state['best_epoch']}), {tokens_per_second:,.0f} "
-              "training tokens/s", flush=True)
-        if distribute.any_worker(self.strategy,
-                                 self.state["wait"] >= self.patience):
-            print(f"early stopping: no dev F1 gain in {self.patience} epochs")
-            self.model.stop_training = True
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stop training once `seconds` of wall time have passed in this process.
-
-    The clock starts at the first `fit` that uses the callback and keeps
-    running across later ones (a resumed run's partial first epoch and the
-    rest). With several workers the stop is joint (`distribute.any_worker`).
-    """
-
-    def __init__(self, seconds, strategy=None):
-        super().__init__()
-        self.seconds = seconds
-        self.strategy = strategy or tf.distribute.get_strategy()
-        self.start = None
-        self.exhausted = False
-
-    def on_train_begin(self, logs=None):
-        if self.start is None:
-            self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        late = time.perf_counter() - self.start > self.seconds
-        if distribute.any_worker(self.strategy, late):
-            self.exhausted = True
-            self.model.stop_training = True
+from keras_resnorm.ner.data import check_tags, find_corpus
+from keras_resnorm.ner.errors import ConfigError
+from keras_resnorm.ner.evaluate import evaluate
+from keras_resnorm.ner.features import vocabulary
+from keras_resnorm.ner.model import build_model, loss
+from keras_resnorm.ner.training_callbacks import (
+    DevEntityF1,
+    ModelCheckpoints,
+    TimeBudget,
+)
 
 
 def _log_hparams(writer, config):
@@ -182,71 +72,9 @@ def _log_hparams(writer, config):
     writer.flush()
 
 
-def _prepare_run_dir(config, chief=True):
-    """Return `(config, resumed)`: the saved configuration when resuming.
-
-    Only the chief creates, writes or deletes anything here.
-    """
-    run_dir = config.run_dir
-    state_path = os.path.join(run_dir, "state.json")
-    config_path = os.path.join(run_dir, "config.json")
-    if os.path.exists(state_path):
-        with open(state_path) as f:
-            finished = json.load(f).get("finished")
-        if finished and not config.overwrite:
-            raise RunDirError(
-                f"{run_dir} holds a finished run. Pass overwrite=True "
-                f"(--overwrite) or another run_dir. Received: run_dir={run_dir!r}"
-            )
-        if finished and chief:
-            shutil.rmtree(run_dir)
-        elif finished:
-            return config, False
-    if os.path.exists(config_path):
-        with open(config_path) as f:
-            saved = TrainConfig.from_dict(json.load(f))
-        changed = _changed_settings(saved, config)
-        if changed and not config.overwrite:
-            raise RunDirError(
-                f"{run_dir} holds an unfinished run with other settings "
-                f"({'; '.join(changed)}). Rerun it with its own settings to "
-                "resume, or pass overwrite=True (--overwrite) or another "
-                f"run_dir. Received: run_dir={run_dir!r}")
-        if changed and chief:
-            shutil.rmtree(run_dir)
-        elif changed:
-            return config, False
-        else:
-            print(f"resuming the run in {run_dir}")
-            saved.run_dir = run_dir
-            for name in TrainConfig.RUNTIME:
-                setattr(saved, name, getattr(config, name))
-            saved.validate()
-            return saved, True
-    if chief:
-        os.makedirs(run_dir, exist_ok=True)
-        files.atomic_write_json(config_path, dataclasses.asdict(config))
-    return config, False
-
-
-def _changed_settings(saved, config):
-    """`field: saved -> given` for each setting (not RUNTIME) that differs."""
-    def flat(c):
-        values = json.loads(json.dumps(dataclasses.asdict(c)))
-        model = values.pop("model")
-        values.update({f"model.{k}": v for k, v in model.items()})
-        for name in TrainConfig.RUNTIME + ("run_dir",):
-            values.pop(name, None)
-        return values
-
-    old, new = flat(saved), flat(config)
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
-            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-
-
 def build_vocabulary(sentences, min_count):
     """Words (normalized as the graph does) and characters of `sentences`."""
-    return features_lib.vocabulary([t for t, _ in sentences], min_count)
+    return vocabulary([t for t, _ in sentences], min_count)
 
 
 def build_tagger(config, vocab, strategy=None):
@@ -281,7 +109,7 @@ def compile_for_training(model, config, steps, strategy=None):
         model.compile(
             optimizer=optimizers.AdamW(
                 schedule, weight_decay=config.weight_decay, clipnorm=1.0),
-            loss=model_lib.loss(model),
+            loss=loss(model),
             weighted_metrics=["accuracy"],
             jit_compile=config.jit_compile,
         )
@@ -299,47 +127,6 @@ def _build_for_fit(model, batch, strategy):
         or distribute.is_multi_worker(strategy))
 
 
-def training_dataset(sentences, tags, features, config, first_epoch,
-                     last_epoch, skip=0):
-    """Featurized training batches from `first_epoch` (skipping `skip`).
-
-    Every random choice is a function of the seed and the batch's position
-    (epoch, index): the shuffle order (`data.epochs_dataset`) and word
-    dropout (a stateless draw), so the pipeline can restart anywhere and
-    yield what an uninterrupted run would have. Several workers each build
-    the whole pipeline and keep their share of every global batch
-    (auto-shard policy DATA: it is read from a Python generator, which FILE
-    sharding cannot split).
-    """
-    seed = tf.constant(config.seed, tf.int64)
-
-    @tf.autograph.experimental.do_not_convert
-    def prepare(epoch, index, batch):
-        tokens, tag_ids, weights = batch
-        feats = list(features(tokens))
-        word_ids, mask = feats[0], feats[-1]
-        if config.word_dropout:
-            # Replace real words by the out-of-vocabulary id (1) at random,
-            # so the OOV embedding learns to tag from characters and context.
-            # The hashed features (the normalized form's among them) are
-            # kept: only the vocabulary id is dropped.
-            draw = tf.random.stateless_uniform(
-                tf.shape(word_ids), tf.stack([seed, epoch * 1_000_003 + index]))
-            feats[0] = tf.where((draw < config.word_dropout) & mask, 1,
-                                word_ids)
-        return tuple(feats), tag_ids, weights
-
-    ds = data_lib.epochs_dataset(sentences, tags, config.batch_size,
-                                 config.model.max_length, config.seed,
-                                 first_epoch, last_epoch)
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).skip(skip)
-    options = tf.data.Options()
-    options.deterministic = True
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
-
-
 def train(config, corpus=None, extra_callbacks=()):
     """Train (or resume) a run; return `(tagger, metrics)`.
 
@@ -353,7 +140,7 @@ def train(config, corpus=None, extra_callbacks=()):
                                         config.cluster_timeout)
     chief = distribute.is_chief(strategy)
     distribute.check_batch_size(config.batch_size, strategy)
-    config, resumed = _prepare_run_dir(config, chief)
+    config, resumed = resume.prepare(config, chief)
     # A resumed run trains with its saved batch size: it must split too.
     distribute.check_batch_size(config.batch_size, strategy)
     if config.deterministic:
@@ -385,8 +172,9 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
     if not resumed:
         _log_hparams(writer, config)
     sample = _sample_batch(config, corpus, vocab, features)
-    f1_callback = EntityF1Checkpoint(
-        tagger, corpus.sentences("valid"), write_dir, config.patience, writer,
+    f1_callback = DevEntityF1(
+        tagger, corpus.sentences("valid"),
+        os.path.join(write_dir, "state.json"), config.patience, writer,
         sum(len(t) for t, _ in train_sentences), strategy)
     backup = TrainingBackup(
         os.path.join(write_dir, "backup"), steps, config.backup_steps,
@@ -397,8 +185,8 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
     _build_for_fit(model, sample, strategy)
     with strategy.scope():
         epoch, skip = backup.restore(model)
-    callbacks = _callbacks(config, write_dir, sample, f1_callback, backup,
-                           extra_callbacks, strategy)
+    callbacks = _callbacks(config, write_dir, sample, tagger, f1_callback,
+                           backup, extra_callbacks, strategy)
     train_seconds = _fit(model, config, train_sentences, vocab["tags"],
                          features, steps, epoch, skip, callbacks,
                          f1_callback, backup)
@@ -411,9 +199,9 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
 def _load_corpus(config, corpus, strategy):
     """The corpus (searched unless given) and the training sentences."""
     if corpus is None:
-        corpus = data_lib.find_corpus(config.data_dir, config.download,
-                                      config.cache_dir, config.scheme)
-    data_lib.check_tags(corpus)
+        corpus = find_corpus(config.data_dir, config.download,
+                             config.cache_dir, config.scheme)
+    check_tags(corpus)
     train_sentences = corpus.sentences("train")
     if config.max_train_sentences:
         train_sentences = train_sentences[: config.max_train_sentences]
@@ -437,7 +225,7 @@ def _vocabulary(config, train_sentences, tags, resumed, write_dir):
 
 
 def _steps_per_epoch(config, train_sentences):
-    steps = data_lib.num_batches(train_sentences, config.batch_size,
+    steps = pipeline.num_batches(train_sentences, config.batch_size,
                                  config.model.max_length)
     if steps < 1:
         raise ConfigError(
@@ -450,14 +238,14 @@ def _steps_per_epoch(config, train_sentences):
 def _sample_batch(config, corpus, vocab, features):
     """64 featurized dev sentences: they build the model and feed the
     residual-stream diagnostics."""
-    dataset = data_lib.make_dataset(
+    dataset = pipeline.make_dataset(
         corpus.sentences("valid")[:64], vocab["tags"], 64,
         config.model.max_length)
     return next(iter(dataset.map(tf.autograph.experimental.do_not_convert(
         lambda t, g, w: (tuple(features(t)), g, w)))))
 
 
-def _callbacks(config, write_dir, sample, f1_callback, backup,
+def _callbacks(config, write_dir, sample, tagger, f1_callback, backup,
                extra_callbacks, strategy):
     log_dir = os.path.join(write_dir, "logs")
     callbacks = [
@@ -465,6 +253,8 @@ def _callbacks(config, write_dir, sample, f1_callback, backup,
         ResidualStreamDiagnostics(list(sample[0]), os.path.join(log_dir, "ner"),
                                   targets=sample[1], sample_weight=sample[2]),
         f1_callback,
+        # After the evaluation, whose `improved` it reads.
+        ModelCheckpoints(tagger, write_dir, f1_callback),
     ]
     if config.max_minutes:
         callbacks.append(TimeBudget(config.max_minutes * 60, strategy))
@@ -493,7 +283,7 @@ def _fit(model, config, train_sentences, tags, features, steps, epoch, skip,
         backup.step_offset = skip
         f1_callback.fraction = (steps - skip) / steps
         model.fit(
-            training_dataset(train_sentences, tags, features, config,
+            pipeline.training_dataset(train_sentences, tags, features, config,
                              first, last, skip),
             initial_epoch=first, epochs=last, steps_per_epoch=steps - skip,
             callbacks=callbacks, shuffle=False, verbose="auto")
@@ -525,7 +315,6 @@ def _finish(config, corpus, f1_callback, train_seconds, strategy):
         "config": dataclasses.asdict(config),
     }
     files.atomic_write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    f1_callback.state["finished"] = True
-    files.atomic_write_json(f1_callback.state_path, f1_callback.state)
+    f1_callback.mark_finished()
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     return best, metrics

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_resnorm.ner import data
+from keras_resnorm.ner import data, pipeline
 
 GOOD = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter\tB-PER\nBlackburn\tI-PER\n"
 
@@ -90,13 +90,13 @@ def test_builtin_corpus_when_nothing_found(tmp_path, monkeypatch):
 
 def test_long_sentences_are_windowed_not_dropped():
     tokens = [str(i) for i in range(10)]
-    pieces = data.windows(tokens, ["O"] * 10, 4)
+    pieces = pipeline.windows(tokens, ["O"] * 10, 4)
     assert [p[0] for p in pieces] == [tokens[0:4], tokens[4:8], tokens[8:10]]
 
 
 def test_dataset_buckets_pad_and_weights():
     sentences = [(["a"] * n, ["O"] * n) for n in (3, 5, 17, 20, 40, 2, 7, 33)]
-    batches = list(data.make_dataset(sentences, ["O"], batch_size=2,
+    batches = list(pipeline.make_dataset(sentences, ["O"], batch_size=2,
                                      max_length=32))
     shapes = sorted(b[0].shape[1] for b in batches)
     assert set(shapes) <= {16, 32}
@@ -105,10 +105,10 @@ def test_dataset_buckets_pad_and_weights():
     for tokens, tags, weights in batches:
         np.testing.assert_array_equal(weights.numpy() == 0,
                                       tokens.numpy() == b"")
-    train = list(data.make_dataset(sentences, ["O"], batch_size=2,
+    train = list(pipeline.make_dataset(sentences, ["O"], batch_size=2,
                                    max_length=32, shuffle=True))
     assert all(b[0].shape[0] == 2 for b in train)
-    assert len(train) == data.num_batches(sentences, 2, 32)
+    assert len(train) == pipeline.num_batches(sentences, 2, 32)
 
 
 def _order(ds):
@@ -121,7 +121,7 @@ def test_shuffle_order_is_a_function_of_seed_and_epoch():
                  for i in range(40)]
 
     def order(seed, epoch):
-        return _order(data.make_dataset(sentences, ["O"], 4, 16,
+        return _order(pipeline.make_dataset(sentences, ["O"], 4, 16,
                                         shuffle=True, seed=seed, epoch=epoch))
 
     assert order(0, 3) == order(0, 3)
@@ -129,14 +129,14 @@ def test_shuffle_order_is_a_function_of_seed_and_epoch():
     assert order(0, 3) != order(1, 3)
     # Epochs back to back; starting later or skipping batches gives the
     # tail of the same sequence, which is what a resumed run relies on.
-    full = list(data.epochs_dataset(sentences, ["O"], 4, 16, 0, 0, 3))
-    per_epoch = data.num_batches(sentences, 4, 16)
+    full = list(pipeline.epochs_dataset(sentences, ["O"], 4, 16, 0, 0, 3))
+    per_epoch = pipeline.num_batches(sentences, 4, 16)
     assert len(full) == 3 * per_epoch
     assert [int(e) for e, _, _ in full] == sorted(
         [0, 1, 2] * per_epoch)
     assert _order(b for _, _, b in full[per_epoch:2 * per_epoch]) == order(
         0, 1)
-    later = list(data.epochs_dataset(sentences, ["O"], 4, 16, 0, 1, 3)
+    later = list(pipeline.epochs_dataset(sentences, ["O"], 4, 16, 0, 1, 3)
                  .skip(2))
     assert _order(b for _, _, b in later) == _order(
         b for _, _, b in full[per_epoch + 2:])

@@ -82,22 +82,22 @@ def test_feature_outputs_with_and_without_hashing():
 
 
 def test_one_padding_value_everywhere():
-    from keras_resnorm.ner import data, evaluate, model
+    from keras_resnorm.ner import evaluate, model, pipeline
 
-    assert data.PAD is features_lib.PAD
+    assert pipeline.PAD is features_lib.PAD
     assert model.PAD is features_lib.PAD
     assert evaluate.PAD is features_lib.PAD
 
 
 def test_windows_in_python_and_in_the_graph_agree():
-    from keras_resnorm.ner import data
+    from keras_resnorm.ner import pipeline
 
     rng = np.random.default_rng(0)
     limit = 8
     for width in (0, 1, 7, 8, 9, 16, 17, 40):
         tokens = [f"t{i}" for i in range(width)]
         starts = list(features_lib.window_starts(width, limit))
-        pieces = data.windows(tokens, tokens, limit)
+        pieces = pipeline.windows(tokens, tokens, limit)
         assert [p[0] for p in pieces] == [tokens[s:s + limit]
                                           for s in starts]
         assert sum(len(p[0]) for p in pieces) == width

@@ -1,0 +1,153 @@
+"""tf.data pipelines of NER batches: long sentences cut into windows,
+length buckets, the seeded shuffle that lets a run resume exactly, and the
+featurized training batches (word dropout included) that `train.py` fits on.
+"""
+
+import collections
+import random
+
+import tensorflow as tf
+
+from keras_resnorm.ner import features
+from keras_resnorm.ner.features import PAD
+
+
+def windows(tokens, tags, max_length):
+    """`(tokens, tags)` in the windows of `features.window_starts`.
+
+    The documented policy for long sentences: no token is dropped; training
+    and prediction both see every window, and predictions are joined back.
+    """
+    return [(tokens[i:i + max_length], tags[i:i + max_length])
+            for i in features.window_starts(len(tokens), max_length)]
+
+
+BUCKETS = (16, 32, 64, 128, 256, 512)
+
+
+def bucket_lengths(max_length):
+    """Padded lengths of the buckets: a few fixed ones, then `max_length`."""
+    return [b for b in BUCKETS if b < max_length] + [max_length]
+
+
+def num_batches(sentences, batch_size, max_length):
+    """How many batches a training (`drop_remainder`) pipeline yields."""
+    bounds = bucket_lengths(max_length)
+    counts = collections.Counter()
+    for tokens, tags in sentences:
+        for window, _ in windows(tokens, tags, max_length):
+            counts[next(b for b in bounds if len(window) <= b)] += 1
+    return sum(n // batch_size for n in counts.values())
+
+
+def make_dataset(sentences, tags, batch_size=32, max_length=128,
+                 shuffle=False, seed=0, drop_remainder=None, epoch=0,
+                 prefetch=True):
+    """A tf.data pipeline of `(tokens, tag_ids, weights)` batches.
+
+    Tokens are `tf.string` padded with "", tag ids int32 padded with 0 and
+    weights 1.0 on real tokens, 0.0 on padding. Sentences are bucketed by
+    length and each bucket is padded to its fixed length
+    (`bucket_lengths`), so batches carry little padding and XLA compiles
+    for a few shapes only. With `drop_remainder` (the default when
+    shuffling, i.e. for training) each bucket's last partial batch is
+    dropped, so every batch has the same size; a different few sentences
+    wait each epoch. Sentences longer than `max_length` are split into
+    windows (see `windows`).
+
+    With `shuffle`, the order is a fixed function of `seed` and `epoch`
+    (an int or a scalar tensor), the same in every process: a resumed run
+    sees the same batches as one that never stopped (`epochs_dataset`).
+    """
+    if drop_remainder is None:
+        drop_remainder = shuffle
+    index = {tag: i for i, tag in enumerate(tags)}
+    pieces = [w for t, g in sentences for w in windows(t, g, max_length)]
+
+    def generate(epoch):
+        order = list(range(len(pieces)))
+        if shuffle:
+            random.Random(f"{seed}/{int(epoch)}").shuffle(order)
+        for i in order:
+            toks, labs = pieces[i]
+            yield toks, [index[t] for t in labs]
+
+    ds = tf.data.Dataset.from_generator(
+        generate, args=(tf.cast(epoch, tf.int64),),
+        output_signature=(tf.TensorSpec([None], tf.string),
+                          tf.TensorSpec([None], tf.int32)),
+    )
+    bounds = bucket_lengths(max_length)
+    ds = ds.bucket_by_sequence_length(
+        lambda toks, labs: tf.shape(toks)[0],
+        bucket_boundaries=[b + 1 for b in bounds],
+        bucket_batch_sizes=[batch_size] * (len(bounds) + 1),
+        padded_shapes=([None], [None]),
+        padding_values=(PAD, 0),
+        pad_to_bucket_boundary=True,
+        drop_remainder=drop_remainder,
+    )
+    ds = ds.map(lambda toks, labs: (
+        toks, labs, tf.cast(tf.not_equal(toks, PAD), tf.float32)))
+    return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+def epochs_dataset(sentences, tags, batch_size, max_length, seed,
+                   first_epoch, epochs):
+    """Training batches of epochs `first_epoch .. epochs - 1`, back to back.
+
+    Each element is `(epoch, index_in_epoch, (tokens, tag_ids, weights))`;
+    every epoch has `num_batches(...)` batches, shuffled as
+    `make_dataset(..., shuffle=True, seed=seed, epoch=epoch)`. Starting at
+    `first_epoch` (and `.skip`-ping batches) gives exactly the batches an
+    uninterrupted run would see from there.
+    """
+    @tf.autograph.experimental.do_not_convert
+    def one_epoch(epoch):
+        ds = make_dataset(sentences, tags, batch_size, max_length,
+                          shuffle=True, seed=seed, epoch=epoch,
+                          prefetch=False)
+        return ds.enumerate().map(lambda i, batch: (epoch, i, batch))
+
+    return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
+
+
+def training_dataset(sentences, tags, features, config, first_epoch,
+                     last_epoch, skip=0):
+    """Featurized training batches from `first_epoch` (skipping `skip`).
+
+    Every random choice is a function of the seed and the batch's position
+    (epoch, index): the shuffle order (`epochs_dataset`) and word
+    dropout (a stateless draw), so the pipeline can restart anywhere and
+    yield what an uninterrupted run would have. Several workers each build
+    the whole pipeline and keep their share of every global batch
+    (auto-shard policy DATA: it is read from a Python generator, which FILE
+    sharding cannot split).
+    """
+    seed = tf.constant(config.seed, tf.int64)
+
+    @tf.autograph.experimental.do_not_convert
+    def prepare(epoch, index, batch):
+        tokens, tag_ids, weights = batch
+        feats = list(features(tokens))
+        word_ids, mask = feats[0], feats[-1]
+        if config.word_dropout:
+            # Replace real words by the out-of-vocabulary id (1) at random,
+            # so the OOV embedding learns to tag from characters and context.
+            # The hashed features (the normalized form's among them) are
+            # kept: only the vocabulary id is dropped.
+            draw = tf.random.stateless_uniform(
+                tf.shape(word_ids), tf.stack([seed, epoch * 1_000_003 + index]))
+            feats[0] = tf.where((draw < config.word_dropout) & mask, 1,
+                                word_ids)
+        return tuple(feats), tag_ids, weights
+
+    ds = epochs_dataset(sentences, tags, config.batch_size,
+                                 config.model.max_length, config.seed,
+                                 first_epoch, last_epoch)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).skip(skip)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)

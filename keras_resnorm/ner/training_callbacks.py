@@ -1,0 +1,167 @@
+"""The trainer's callbacks, one concern each: dev evaluation with early
+stopping (`DevEntityF1`), model checkpoints (`ModelCheckpoints`) and the
+wall-clock budget (`TimeBudget`). `train.py` installs them in that order,
+then the backup (`backup.py`) last, so it saves what they updated."""
+
+import json
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from keras_resnorm.ner import distribute, files
+from keras_resnorm.ner.evaluate import entity_scores, make_forward
+from keras_resnorm.ner.evaluate import predict_tags
+
+
+def save_model_atomically(model, path):
+    """`model.save(path)` that leaves the old file whole if it fails."""
+    files.atomic_write(path, model.save, suffix=".keras")
+
+
+class DevEntityF1(keras.callbacks.Callback):
+    """Dev entity F1 after every epoch: logs, TensorBoard, the best score,
+    early stopping.
+
+    Adds `val_entity_precision`, `val_entity_recall`, `val_entity_f1` and
+    `tokens_per_second` to the epoch logs (the callbacks after it, such as
+    `ModelCheckpoints`, see them), writes them to TensorBoard, and sets
+    `improved` when the epoch beat the best dev F1 so far. After `patience`
+    epochs without a gain it stops training; with `strategy` spanning
+    several workers the decision is joint (`distribute.any_worker`).
+
+    Its state (best F1, its epoch, epochs without improvement, per-epoch
+    scores) is saved and restored with the training backup
+    (`get_state`/`set_state`), so a resumed run continues the same
+    early-stopping count; `state_path` (`run_dir/state.json`) shows it to
+    people.
+    """
+
+    def __init__(self, tagger, dev_sentences, state_path, patience, writer,
+                 train_tokens, strategy=None):
+        super().__init__()
+        self.tagger = tagger
+        self.dev = dev_sentences
+        self.state_path = state_path
+        self.patience = patience
+        self.writer = writer
+        self.train_tokens = train_tokens
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.state = {"best_f1": -1.0, "best_epoch": None, "wait": 0,
+                      "finished": False, "epochs": []}
+        self.improved = False
+        self._forward = None
+        self._started = None
+        # Share of a full epoch the next epoch trains (a resumed run's first
+        # epoch starts part-way), so tokens per second stay true.
+        self.fraction = 1.0
+
+    def get_state(self):
+        return json_copy(self.state)
+
+    def set_state(self, state):
+        self.state = json_copy(state)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._started
+        if self._forward is None:
+            self._forward = make_forward(self.tagger)
+        pred = predict_tags(self.tagger, [t for t, _ in self.dev],
+                            forward=self._forward)
+        scores = entity_scores([g for _, g in self.dev], pred)
+        tokens_per_second = self.fraction * self.train_tokens / seconds
+        self.fraction = 1.0
+        logs = logs if logs is not None else {}
+        logs.update({"val_entity_precision": scores["precision"],
+                     "val_entity_recall": scores["recall"],
+                     "val_entity_f1": scores["f1"],
+                     "tokens_per_second": tokens_per_second})
+        self._write_summaries(epoch, scores, tokens_per_second)
+        self.improved = scores["f1"] > self.state["best_f1"]
+        if self.improved:
+            self.state.update(best_f1=scores["f1"], best_epoch=epoch + 1,
+                              wait=0)
+        else:
+            self.state["wait"] += 1
+        self.state["epochs"].append({
+            "epoch": epoch + 1, "dev_entity_f1": scores["f1"],
+            "loss": float(logs.get("loss", math.nan)),
+            "seconds": seconds, "tokens_per_second": tokens_per_second})
+        files.atomic_write_json(self.state_path, self.state)
+        print(f"\nepoch {epoch + 1}: dev entity F1 {scores['f1']:.4f} "
+              f"(best {self.state['best_f1']:.4f} at epoch "
+              f"{self.state['best_epoch']}), {tokens_per_second:,.0f} "
+              "training tokens/s", flush=True)
+        if distribute.any_worker(self.strategy,
+                                 self.state["wait"] >= self.patience):
+            print(f"early stopping: no dev F1 gain in {self.patience} epochs")
+            self.model.stop_training = True
+
+    def mark_finished(self):
+        """Record in `state_path` that the run ended and was scored."""
+        self.state["finished"] = True
+        files.atomic_write_json(self.state_path, self.state)
+
+    def _write_summaries(self, epoch, scores, tokens_per_second):
+        with self.writer.as_default():
+            for key in ("precision", "recall", "f1"):
+                tf.summary.scalar(f"dev/entity_{key}", scores[key], step=epoch)
+            tf.summary.scalar("train/tokens_per_second", tokens_per_second,
+                              step=epoch)
+        self.writer.flush()
+
+
+class ModelCheckpoints(keras.callbacks.Callback):
+    """Save the tagger (raw tokens in) as `checkpoints/epoch-NNN.keras`
+    after every epoch, and as `best.keras` when `evaluation` (the
+    `DevEntityF1` before it in the callback list) says the epoch improved.
+    Each file is written atomically."""
+
+    def __init__(self, tagger, run_dir, evaluation):
+        super().__init__()
+        self.tagger = tagger
+        self.run_dir = run_dir
+        self.evaluation = evaluation
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_model_atomically(self.tagger, os.path.join(
+            self.run_dir, "checkpoints", f"epoch-{epoch + 1:03d}.keras"))
+        if self.evaluation.improved:
+            save_model_atomically(self.tagger,
+                                  os.path.join(self.run_dir, "best.keras"))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training once `seconds` of wall time have passed in this process.
+
+    The clock starts at the first `fit` that uses the callback and keeps
+    running across later ones (a resumed run's partial first epoch and the
+    rest). With several workers the stop is joint (`distribute.any_worker`).
+    """
+
+    def __init__(self, seconds, strategy=None):
+        super().__init__()
+        self.seconds = seconds
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.start = None
+        self.exhausted = False
+
+    def on_train_begin(self, logs=None):
+        if self.start is None:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        late = time.perf_counter() - self.start > self.seconds
+        if distribute.any_worker(self.strategy, late):
+            self.exhausted = True
+            self.model.stop_training = True
+
+
+def json_copy(value):
+    """A deep copy through JSON: what a backup or a state file will hold."""
+    return json.loads(json.dumps(value))
