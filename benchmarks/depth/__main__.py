@@ -1,0 +1,3 @@
+from benchmarks.depth.cli import main
+
+main()
