@@ -47,6 +47,13 @@ def check_positive(name, value, integer=False, optional=False,
     return value
 
 
+def check_number(name, value, error=TypeError):
+    """Any finite number (not a bool), as a float."""
+    if not _is_finite(value):
+        raise error(f"{name} must be a number. Received: {name}={value!r}")
+    return float(value)
+
+
 def check_non_negative(name, value, error=ValueError):
     """A finite number (not a bool) of at least 0."""
     if not _is_finite(value) or value < 0:

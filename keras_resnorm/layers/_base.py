@@ -10,6 +10,8 @@ from keras_resnorm._checks import (  # noqa: F401  (imported from here)
     check_choice,
     check_fused,
     check_int,
+    check_non_negative,
+    check_number,
     check_positive,
     check_rate,
 )
@@ -57,13 +59,7 @@ class NormalizationBase(keras.layers.Layer):
     def __init__(self, axis=-1, epsilon=1e-3, **kwargs):
         super().__init__(**kwargs)
         self.axis = check_axis(axis)
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) \
-                or epsilon < 0:
-            raise ValueError(
-                "epsilon must be a non-negative number. "
-                f"Received: epsilon={epsilon!r}"
-            )
-        self.epsilon = float(epsilon)
+        self.epsilon = float(check_non_negative("epsilon", epsilon))
         self.supports_masking = True
 
     def _resolve_axes(self, input_shape, check_known=True):

@@ -5,6 +5,7 @@ from keras_resnorm import ops as rn_ops
 from keras_resnorm.layers._base import (
     NormalizationBase,
     check_floating_input,
+    check_number,
     serialize_weight_options,
 )
 
@@ -60,13 +61,7 @@ class DynamicTanh(NormalizationBase):
                  gamma_initializer="ones", beta_initializer="zeros",
                  **kwargs):
         super().__init__(axis=axis, epsilon=0.0, **kwargs)
-        if isinstance(alpha_init, bool) or not isinstance(
-            alpha_init, (int, float)
-        ):
-            raise TypeError(
-                f"alpha_init must be a number. Received: alpha_init={alpha_init!r}"
-            )
-        self.alpha_init = float(alpha_init)
+        self.alpha_init = check_number("alpha_init", alpha_init)
         self.center = bool(center)
         self.scale = bool(scale)
         self.gamma_initializer = initializers.get(gamma_initializer)

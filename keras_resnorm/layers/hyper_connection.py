@@ -8,6 +8,7 @@ from keras_resnorm._checks import check_fused
 from keras_resnorm.layers._base import (
     check_floating_input,
     check_int,
+    check_number,
     check_positive,
     check_rate,
 )
@@ -208,12 +209,8 @@ class HyperConnection(ResidualRecording, keras.layers.Layer):
         self.norm_kwargs = dict(norm_kwargs or {})
         self.sinkhorn_iterations = check_positive(
             "sinkhorn_iterations", sinkhorn_iterations, integer=True)
-        if isinstance(dynamic_scale_init, bool) or not isinstance(
-                dynamic_scale_init, (int, float)):
-            raise TypeError(
-                "dynamic_scale_init must be a number. "
-                f"Received: dynamic_scale_init={dynamic_scale_init!r}")
-        self.dynamic_scale_init = float(dynamic_scale_init)
+        self.dynamic_scale_init = check_number("dynamic_scale_init",
+                                               dynamic_scale_init)
         self.dropout = check_rate("dropout", dropout)
         self.seed = seed
         self.dropout_layer = None

@@ -23,6 +23,8 @@ under XLA and in an exported SavedModel with no `_XlaMustCompile`.
 import keras
 import tensorflow as tf
 
+from keras_resnorm._checks import check_positive
+
 
 def _time_major(x):
     perm = [1, 0] + list(range(2, x.shape.rank))
@@ -182,12 +184,7 @@ class CRF(keras.layers.Layer):
     def __init__(self, num_tags, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        if isinstance(num_tags, bool) or not isinstance(num_tags, int) \
-                or num_tags < 1:
-            raise ValueError(
-                f"num_tags must be a positive int. Received: num_tags="
-                f"{num_tags!r}")
-        self.num_tags = num_tags
+        self.num_tags = check_positive("num_tags", num_tags, integer=True)
         self.supports_masking = True
 
     def build(self, input_shape):

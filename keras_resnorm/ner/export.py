@@ -35,6 +35,7 @@ import re
 import keras
 import tensorflow as tf
 
+from keras_resnorm._checks import check_positive
 from keras_resnorm.ner import features, files
 from keras_resnorm.ner.features import tokenize_text
 from keras_resnorm.ner.errors import ExportError, load_keras_archive
@@ -155,10 +156,7 @@ def export(model, base, version=None, warmup=True, xla=False,
                           "writable")
     if version is None:
         version = next_version(base)
-    if isinstance(version, bool) or not isinstance(version, int) \
-            or version < 1:
-        raise ValueError(
-            f"version must be a positive int. Received: version={version!r}")
+    check_positive("version", version, integer=True)
     final = os.path.join(base, str(version))
     if os.path.exists(final):
         raise ExportError(
