@@ -132,9 +132,11 @@ def build_parser():
     train.set_defaults(defaults=TrainConfig())
 
     evaluate = add("evaluate", help="score a saved tagger")
-    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--model", required=True,
+                          help="a saved tagger (.keras), e.g. RUN_DIR/best.keras")
     evaluate.add_argument("--split", choices=("train", "valid", "test"),
-                          default="test")
+                          default="test",
+                          help="the split to score (default: %(default)s)")
     add_flags(evaluate, names=("data_dir", "download", "scheme",
                                "cache_dir"))
 
@@ -153,9 +155,12 @@ def build_parser():
                           "needs --xla_cpu_compilation_enabled)")
 
     predict = add("predict", help="tag sentences")
-    predict.add_argument("--model", required=True)
-    predict.add_argument("--json", action="store_true")
-    predict.add_argument("sentences", nargs="+")
+    predict.add_argument("--model", required=True,
+                         help="a saved tagger (.keras), e.g. RUN_DIR/best.keras")
+    predict.add_argument("--json", action="store_true",
+                         help="print the spans as JSON")
+    predict.add_argument("sentences", nargs="+", help="raw text, one "
+                         "sentence an argument")
     return parser
 
 

@@ -107,7 +107,8 @@ class ModelConfig(_Schema):
     `hash_dim` dimensions. `crf` puts a linear-chain CRF on the tag scores.
     """
 
-    norm: str = setting("layer", choices=tuple(NORMALIZATIONS))
+    norm: str = setting("layer", "the norm of every residual block",
+                        choices=tuple(NORMALIZATIONS))
     placement: str = setting(
         "pre", flag_choices=placements.cli_choices(),
         from_flag=_placement_fields,
@@ -118,25 +119,33 @@ class ModelConfig(_Schema):
     branch_scale: object = setting(None, flag=False)
     layers: int = setting(0, "Transformer blocks",
                           check=_check(check_int, minimum=0))
-    heads: int = setting(4, check=POSITIVE_INT)
-    d_model: int = setting(256, check=POSITIVE_INT)
-    intermediate_dim: int = setting(256, check=POSITIVE_INT)
-    dropout: float = setting(0.3, check=RATE)
+    heads: int = setting(4, "attention heads of the Transformer blocks",
+                         check=POSITIVE_INT)
+    d_model: int = setting(256, "width of the residual stream",
+                           check=POSITIVE_INT)
+    intermediate_dim: int = setting(256, "feed-forward width of the "
+                                    "Transformer blocks", check=POSITIVE_INT)
+    dropout: float = setting(0.3, "dropout on the embeddings and branches",
+                             check=RATE)
     attention_dropout: float = setting(
         None, "default: the --dropout value", check=RATE)
-    word_dim: int = setting(100, check=POSITIVE_INT)
-    char_dim: int = setting(32, check=POSITIVE_INT)
-    char_filters: int = setting(64, check=POSITIVE_INT)
+    word_dim: int = setting(100, "word embedding size", check=POSITIVE_INT)
+    char_dim: int = setting(32, "character embedding size",
+                            check=POSITIVE_INT)
+    char_filters: int = setting(64, "filters of the character CNN",
+                                check=POSITIVE_INT)
     max_chars: int = setting(16, "characters per word the character CNN "
                              "sees", check=POSITIVE_INT)
-    max_length: int = setting(128, check=POSITIVE_INT)
+    max_length: int = setting(128, "tokens per window; longer sentences are "
+                              "cut into windows, none dropped",
+                              check=POSITIVE_INT)
     recurrent_layers: int = setting(
         1, "BiLSTM blocks (each in a ResidualWrapper) before the Transformer "
            "blocks", check=_check(check_int, minimum=0))
     hash_buckets: int = setting(
         5000, "rows per hashed token feature (normalized form, prefix, "
               "suffix, shape); 0: off", check=_check(check_int, minimum=0))
-    hash_dim: int = setting(32)
+    hash_dim: int = setting(32, "embedding size of each hashed feature")
     crf: bool = setting(True, "linear-chain CRF output (Viterbi decoding)")
     expansion: int = setting(4, "residual streams of --placement hyper/mhc",
                              check=POSITIVE_INT)
@@ -164,7 +173,8 @@ class TrainConfig(_Schema):
     name (`--run-dir` for `run_dir`; `--xla` for `jit_compile`), and so
     has every field of `model`."""
 
-    run_dir: str = setting(os.path.join("runs", "ner"))
+    run_dir: str = setting(os.path.join("runs", "ner"), "where the run "
+                           "writes everything; the same command resumes it")
     data_dir: str = setting(
         None, "CoNLL-style corpus directory (else $KERAS_RESNORM_CONLL_DIR, "
               "../shared/data/conll2003, --download, or the built-in corpus)")
@@ -173,10 +183,13 @@ class TrainConfig(_Schema):
     scheme: str = setting("iob2", "tag scheme of the files; iob1 is "
                           "converted", choices=SCHEMES)
     cache_dir: str = setting(None, "TFDS cache directory")
-    epochs: int = setting(30, check=POSITIVE_INT)
-    batch_size: int = setting(32, check=POSITIVE_INT)
-    learning_rate: float = setting(1e-3, check=POSITIVE)
-    weight_decay: float = setting(0.01, check=NON_NEGATIVE)
+    epochs: int = setting(30, "most epochs to train", check=POSITIVE_INT)
+    batch_size: int = setting(32, "sentences (windows) per batch",
+                              check=POSITIVE_INT)
+    learning_rate: float = setting(1e-3, "peak AdamW learning rate (cosine "
+                                   "decay after the warm-up)", check=POSITIVE)
+    weight_decay: float = setting(0.01, "AdamW decoupled weight decay",
+                                  check=NON_NEGATIVE)
     warmup_epochs: float = setting(1.0, "linear learning-rate warm-up length",
                                    check=NON_NEGATIVE)
     min_count: int = setting(2, "training words seen fewer times get the "
@@ -185,11 +198,15 @@ class TrainConfig(_Schema):
     word_dropout: float = setting(0.1, "probability of replacing a training "
                                   "word by the out-of-vocabulary id",
                                   check=RATE)
-    patience: int = setting(6, check=_check(check_int, minimum=0))
+    patience: int = setting(6, "stop after this many epochs without a dev "
+                            "F1 gain", check=_check(check_int, minimum=0))
     max_minutes: float = setting(None, "wall-clock training budget",
                                  check=_check(check_positive, optional=True))
-    max_train_sentences: int = setting(None, check=OPTIONAL_POSITIVE_INT)
-    seed: int = setting(0, check=_check(check_int, minimum=0, below=2 ** 32))
+    max_train_sentences: int = setting(None, "train on the first N "
+                                       "training sentences only",
+                                       check=OPTIONAL_POSITIVE_INT)
+    seed: int = setting(0, "seed of the weights, the shuffle and dropout",
+                        check=_check(check_int, minimum=0, below=2 ** 32))
     jit_compile: bool = setting(False, "train with jit_compile=True "
                                 "(compiles first; measure whether it pays on "
                                 "your machine)", flag="--xla")

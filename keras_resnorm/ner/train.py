@@ -249,6 +249,9 @@ def _callbacks(config, write_dir, sample, tagger, f1_callback, backup,
                extra_callbacks, strategy):
     log_dir = os.path.join(write_dir, "logs")
     callbacks = [
+        # Ours, first: Keras appends its own bar last, which then printed
+        # the epoch's bar again after the dev F1 line.
+        keras.callbacks.ProgbarLogger(),
         keras.callbacks.TensorBoard(log_dir, write_graph=False),
         ResidualStreamDiagnostics(list(sample[0]), os.path.join(log_dir, "ner"),
                                   targets=sample[1], sample_weight=sample[2]),

@@ -93,7 +93,7 @@ class DevEntityF1(keras.callbacks.Callback):
             "loss": float(logs.get("loss", math.nan)),
             "seconds": seconds, "tokens_per_second": tokens_per_second})
         files.atomic_write_json(self.state_path, self.state)
-        print(f"\nepoch {epoch + 1}: dev entity F1 {scores['f1']:.4f} "
+        print(f"epoch {epoch + 1}: dev entity F1 {scores['f1']:.4f} "
               f"(best {self.state['best_f1']:.4f} at epoch "
               f"{self.state['best_epoch']}), {tokens_per_second:,.0f} "
               "training tokens/s", flush=True)

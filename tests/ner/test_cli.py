@@ -44,7 +44,11 @@ def test_predict_and_evaluate_commands(corpus_dir, tmp_path, capsys,
               str(run_dir), "--placement", "rezero", "--norm", "rms"] + TINY
              + ["--epochs", "4", "--learning-rate", "3e-3"])
     model = str(run_dir / "best.keras")
-    capsys.readouterr()
+    # Each epoch: the bar, then the dev F1 line, and no second bar after it.
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.strip()]
+    after = lines[lines.index(next(x for x in lines if x.startswith(
+        "epoch 1: dev entity F1"))) + 1]
+    assert after.startswith("Epoch 2/"), lines
     text = "Anna Kovacs visited Norvale ."
     cli.main(["ner", "predict", "--model", model, "--json", text])
     [spans] = json.loads(capsys.readouterr().out)
@@ -125,6 +129,9 @@ def test_every_config_field_has_a_flag():
                 continue
             assert flag_name(field) in flags, (cls.__name__, field.name)
     assert "--xla" in flags and "--no-crf" in flags
+    # ... and help text for every flag.
+    assert all(action.help for action in train._actions), [
+        action.dest for action in train._actions if not action.help]
     args = parser.parse_args(["ner", "train"])
     assert TrainConfig.from_flags(args) == TrainConfig()
     demo_args = parser.parse_args(["ner", "demo"])
