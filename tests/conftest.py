@@ -43,19 +43,32 @@ def trained_run(tmp_path_factory, builtin_corpus):
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory, builtin_corpus):
-    """The export the demo command writes (`keras-resnorm ner demo`), from a
-    small configuration on the built-in corpus: (base, version path, the
-    demo's best.keras)."""
+def demo_run(tmp_path_factory, builtin_corpus):
+    """One run of the demo command (`keras-resnorm ner demo`) with a small
+    configuration on the built-in corpus, shared by every test that needs
+    a demo or an export: `(run_dir, what it printed)`."""
+    import contextlib
+    import io
+
     from keras_resnorm.ner import cli
 
     run_dir = tmp_path_factory.mktemp("demo") / "ner-demo"
-    with pytest.MonkeyPatch.context() as patch:
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, \
+            contextlib.redirect_stdout(printed):
         patch.setenv("KERAS_RESNORM_CACHE", str(tmp_path_factory.mktemp("c")))
-        cli.main(["ner", "demo", "--data-dir", builtin_corpus.source,
-                  "--run-dir", str(run_dir), "--epochs", "5", "--layers", "1",
-                  "--heads", "2", "--d-model", "32", "--intermediate-dim",
-                  "64", "--max-length", "32", "--batch-size", "16",
-                  "--learning-rate", "3e-3"])
+        assert cli.main([
+            "ner", "demo", "--data-dir", builtin_corpus.source, "--run-dir",
+            str(run_dir), "--epochs", "5", "--layers", "1", "--heads", "2",
+            "--d-model", "32", "--intermediate-dim", "64", "--max-length",
+            "32", "--batch-size", "16", "--learning-rate", "3e-3"]) == 0
+    return run_dir, printed.getvalue()
+
+
+@pytest.fixture(scope="session")
+def exported(demo_run):
+    """The export the demo wrote: (base, version path, the demo's
+    best.keras)."""
+    run_dir, _ = demo_run
     base = run_dir / "serving" / "ner"
     return base, str(base / "1"), str(run_dir / "best.keras")

@@ -52,9 +52,15 @@ def trained_model(dtype=None):
     return model
 
 
+@pytest.fixture(scope="module")
+def float32_model():
+    """The float32 model trained once, for the tests that only read it."""
+    return trained_model()
+
+
 @pytest.mark.parametrize("policy", [None, "mixed_float16", "mixed_bfloat16"])
-def test_keras_file_round_trip_safe_mode(tmp_path, policy):
-    model = trained_model(policy)
+def test_keras_file_round_trip_safe_mode(tmp_path, policy, float32_model):
+    model = float32_model if policy is None else trained_model(policy)
     x, _ = data()
     path = tmp_path / "model.keras"
     model.save(path)
@@ -69,8 +75,8 @@ def test_keras_file_round_trip_safe_mode(tmp_path, policy):
     assert norm_weights and all(w.dtype == "float32" for w in norm_weights)
 
 
-def test_saved_model_export_and_reload(tmp_path):
-    model = trained_model()
+def test_saved_model_export_and_reload(tmp_path, float32_model):
+    model = float32_model
     x, _ = data()
     path = str(tmp_path / "export")
     model.export(path, format="tf_saved_model", verbose=False)

@@ -172,6 +172,20 @@ def test_run_dir_that_holds_a_finished_run(corpus, tmp_path, capsys):
     assert (run_dir / "best.keras").read_text() == "the earlier run's model"
 
 
+def test_overwrite_replaces_a_finished_run(corpus, tmp_path):
+    # What the demo does on its second run (it always passes overwrite).
+    from keras_resnorm.ner import resume
+
+    run_dir = tmp_path / "run"
+    _fake_run(train_argv(corpus, run_dir), finished=True)
+    config = TrainConfig.from_argv(
+        train_argv(corpus, run_dir, "--overwrite")[2:])
+    config, resumed = resume.prepare(config)
+    assert not resumed and not (run_dir / "best.keras").exists()
+    assert not (run_dir / "state.json").exists()
+    assert json.loads((run_dir / "config.json").read_text())["overwrite"]
+
+
 def test_run_dir_that_holds_a_different_run(corpus, tmp_path, capsys):
     run_dir = tmp_path / "run"
     _fake_run(train_argv(corpus, run_dir), finished=False, learning_rate=0.5)

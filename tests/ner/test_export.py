@@ -36,6 +36,9 @@ def test_layout_and_versions(exported, tmp_path):
     print(f"\nexport size {export.export_size(path) / 1e6:.2f} MB")
 
 
+# Three processes killed with SIGKILL (about 50 s): with the other kill and
+# multi-process checks, in the `large` run (CI runs it too).
+@pytest.mark.large
 def test_killed_export_leaves_no_partial_version(exported, tmp_path):
     _, _, model = exported
     base = tmp_path / "base"
