@@ -42,8 +42,6 @@ SCHEMES = ("iob2", "iob1")
 
 def _check(rule, **kwargs):
     """A field check: `rule(name, value, ...)` raising `ConfigError`."""
-    if rule is check_rate:
-        kwargs["type_error"] = ConfigError
     return functools.partial(rule, error=ConfigError, **kwargs)
 
 
@@ -51,7 +49,7 @@ POSITIVE_INT = _check(check_positive, integer=True)
 OPTIONAL_POSITIVE_INT = _check(check_positive, integer=True, optional=True)
 POSITIVE = _check(check_positive)
 NON_NEGATIVE = _check(check_non_negative)
-RATE = _check(check_rate)
+RATE = _check(check_rate, type_error=ConfigError)
 
 
 def setting(default, help=None, *, check=None, choices=None, flag=None,
