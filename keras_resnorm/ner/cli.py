@@ -65,7 +65,7 @@ def cmd_evaluate(args):
 
     model = load_keras_archive(args.model)
     corpus = data.find_corpus(args.data_dir, args.download, args.cache_dir,
-                              args.scheme)
+                              args.scheme, encoding=args.encoding)
     sentences = corpus.sentences(args.split)
     print(f"scoring the {args.split} split of {corpus.source}: "
           f"{len(sentences)} sentences")
@@ -138,7 +138,7 @@ def build_parser():
                           default="test",
                           help="the split to score (default: %(default)s)")
     add_flags(evaluate, names=("data_dir", "download", "scheme",
-                               "cache_dir"))
+                               "encoding", "cache_dir"))
 
     exp = add("export", help="write a versioned SavedModel for "
                          "TF Serving")

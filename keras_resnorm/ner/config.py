@@ -34,6 +34,7 @@ from keras_resnorm._checks import (
     check_rate,
 )
 from keras_resnorm.layers.normalization import NORMALIZATIONS
+from keras_resnorm.ner.data import check_encoding
 from keras_resnorm.ner.distribute import PRECISIONS, STRATEGIES
 from keras_resnorm.ner.errors import ConfigError
 
@@ -180,6 +181,10 @@ class TrainConfig(_Schema):
                              "corpus directory is found")
     scheme: str = setting("iob2", "tag scheme of the files; iob1 is "
                           "converted", choices=SCHEMES)
+    encoding: str = setting(
+        "utf-8", "text encoding of the corpus files (several public NER "
+                 "corpora are latin-1)",
+        check=lambda name, value: check_encoding(value, error=ConfigError))
     cache_dir: str = setting(None, "TFDS cache directory")
     epochs: int = setting(30, "most epochs to train", check=POSITIVE_INT)
     batch_size: int = setting(32, "sentences (windows) per batch",

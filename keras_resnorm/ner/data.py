@@ -18,6 +18,7 @@ The batches a model trains on are made from these sentences in
 `pipeline.py`; raw text is tokenized by the token contract (`features.py`).
 """
 
+import codecs
 import collections
 import dataclasses
 import hashlib
@@ -69,17 +70,38 @@ def iob1_to_iob2(tags):
     return out
 
 
-def parse_conll(path, scheme="iob2"):
+def check_encoding(encoding, error=ValueError):
+    """`encoding` in Python's canonical spelling ("latin-1" -> "iso8859-1"),
+    when Python knows it as a text encoding."""
+    try:
+        # str.encode refuses unknown names and codecs that are not text
+        # encodings (base64, rot13) with a LookupError.
+        "a".encode(encoding)
+        name = codecs.lookup(encoding).name
+    except (LookupError, TypeError):
+        raise error(
+            "encoding must be a text encoding Python knows (for example "
+            f"'utf-8', 'latin-1', 'cp1252'). Received: encoding={encoding!r}"
+        ) from None
+    return name
+
+
+def parse_conll(path, scheme="iob2", encoding="utf-8"):
     """Yield `(tokens, tags)` for each sentence of a CoNLL-style file.
 
+    `encoding` is the files' text encoding (several public NER corpora ship
+    in ISO-8859-1: `encoding="latin-1"`, `--encoding latin-1`).
+
     Raises:
-        CorpusError: naming the file and line, for a missing file, invalid
-            UTF-8, a line without a tag column, or a file with no sentence.
+        CorpusError: naming the file and line, for a missing file, bytes
+            that are not `encoding` (the message says how to pass another),
+            a line without a tag column, or a file with no sentence.
     """
     if scheme not in ("iob1", "iob2"):
         raise ValueError(
             f"scheme must be one of ('iob1', 'iob2'). Received: scheme={scheme!r}"
         )
+    codec = check_encoding(encoding)
     if not tf.io.gfile.exists(path):
         raise CorpusError(f"{path}: file not found")
     with tf.io.gfile.GFile(path, "rb") as f:
@@ -96,11 +118,13 @@ def parse_conll(path, scheme="iob2"):
 
     for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
         try:
-            line = line_bytes.decode("utf-8")
+            line = line_bytes.decode(codec)
         except UnicodeDecodeError as error:
+            name = "UTF-8" if codec == "utf-8" else codec
             raise CorpusError(
-                f"{path}:{number}: invalid UTF-8 ({error.reason} at byte "
-                f"{error.start})"
+                f"{path}:{number}: invalid {name} ({error.reason} at byte "
+                f"{error.start}); if the files use another encoding, pass "
+                "it: --encoding (encoding=), e.g. --encoding latin-1"
             ) from None
         line = line.rstrip("\r")
         columns = line.split()
@@ -148,13 +172,17 @@ def _builder_class():
         VERSION = tfds.core.Version("1.0.0")
         RELEASE_NOTES = {"1.0.0": "Token and NER tag columns."}
 
-        def __init__(self, *, source_dir, scheme, **kwargs):
+        def __init__(self, *, source_dir, scheme, encoding, **kwargs):
             self._source_dir = source_dir
             self._scheme = scheme
+            self._encoding = encoding
             self._paths = {s: split_path(source_dir, s) for s in SPLITS}
-            # The config name fingerprints the files, so edited data is
-            # prepared again instead of read from a stale cache.
+            # The config name fingerprints the files (and how they are
+            # read), so edited data is prepared again instead of read from
+            # a stale cache.
             digest = hashlib.sha1(scheme.encode())
+            if encoding != "utf-8":  # UTF-8 keeps its earlier cache names
+                digest.update(encoding.encode())
             for split in SPLITS:
                 stat = os.stat(self._paths[split])
                 digest.update(
@@ -196,7 +224,7 @@ def _builder_class():
 
         def _generate_examples(self, filepaths):
             for index, (tokens, tags) in enumerate(
-                parse_conll(filepaths, self._scheme)
+                parse_conll(filepaths, self._scheme, self._encoding)
             ):
                 yield index, {"tokens": tokens, "tags": tags}
 
@@ -213,12 +241,17 @@ def _read_split(builder, split):
     return out
 
 
-def load_conll_dir(data_dir, scheme="iob2", cache_dir=None):
-    """Load a local CoNLL-style corpus through TFDS; see the module doc."""
+def load_conll_dir(data_dir, scheme="iob2", cache_dir=None,
+                   encoding="utf-8"):
+    """Load a local CoNLL-style corpus through TFDS; see the module doc.
+    `encoding` is the files' text encoding (see `parse_conll`)."""
+    encoding = check_encoding(encoding, error=CorpusError)
     if not tf.io.gfile.isdir(data_dir):
         raise CorpusError(f"{data_dir}: data directory not found")
+
     def make():
         return _builder_class()(source_dir=data_dir, scheme=scheme,
+                                encoding=encoding,
                                 data_dir=cache_dir or default_cache())
 
     builder = make()
@@ -324,14 +357,17 @@ def write_builtin_corpus(directory, sentences=(1500, 300, 300), seed=0):
 
 
 def find_corpus(data_dir=None, download=False, cache_dir=None, scheme="iob2",
-                builtin_dir=None):
-    """Load the first corpus found, in the order the module doc gives."""
+                builtin_dir=None, encoding="utf-8"):
+    """Load the first corpus found, in the order the module doc gives;
+    `encoding` applies to a corpus directory (`data_dir`, the environment
+    variable's, or the shared one)."""
     data_dir = data_dir or os.environ.get(ENV_DATA_DIR)
     if data_dir:
-        return load_conll_dir(data_dir, scheme, cache_dir)
+        return load_conll_dir(data_dir, scheme, cache_dir, encoding)
     shared = os.path.join(os.getcwd(), os.pardir, "shared", "data", "conll2003")
     if os.path.isdir(shared):
-        return load_conll_dir(os.path.normpath(shared), scheme, cache_dir)
+        return load_conll_dir(os.path.normpath(shared), scheme, cache_dir,
+                              encoding)
     if download:
         return load_tfds_conll2003(cache_dir)
     directory = builtin_dir or os.path.join(default_cache(), "builtin_corpus")

@@ -200,7 +200,8 @@ def _load_corpus(config, corpus, strategy):
     """The corpus (searched unless given) and the training sentences."""
     if corpus is None:
         corpus = find_corpus(config.data_dir, config.download,
-                             config.cache_dir, config.scheme)
+                             config.cache_dir, config.scheme,
+                             encoding=config.encoding)
     check_tags(corpus)
     train_sentences = corpus.sentences("train")
     if config.max_train_sentences:

@@ -222,6 +222,8 @@ def test_run_dir_that_holds_a_different_run(corpus, tmp_path, capsys):
     (["--placement", "mhc", "--expansion", "0"],
      "expansion must be a positive int. Received: expansion=0"),
     (["--weight-decay", "-1"], "weight_decay must be a number >= 0"),
+    (["--encoding", "latin-9000"], "encoding must be a text encoding Python "
+     "knows"),
     (["--backup-steps", "0"], "backup_steps must be a positive int or None"),
     (["--strategy", "multiworker"], "TF_CONFIG"),
 ])

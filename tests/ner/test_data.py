@@ -42,6 +42,24 @@ def test_malformed_files_name_file_and_line(conll_dir, tmp_path, files,
         data.load_conll_dir(conll_dir(files), cache_dir=str(tmp_path / "c"))
 
 
+def test_latin1_files_load_with_encoding(conll_dir, tmp_path):
+    # Several public NER corpora ship in ISO-8859-1.
+    latin1 = "Jürgen B-PER\nMüller I-PER\nin O\nKöln B-LOC\n".encode(
+        "latin-1")
+    directory = conll_dir(three(latin1, latin1, latin1))
+    with pytest.raises(data.CorpusError) as error:
+        data.load_conll_dir(directory, cache_dir=str(tmp_path / "c"))
+    assert "train.txt:1: invalid UTF-8" in str(error.value)
+    assert "--encoding" in str(error.value)  # says how to fix it
+    corpus = data.load_conll_dir(directory, cache_dir=str(tmp_path / "c"),
+                                 encoding="latin-1")
+    assert corpus.sentences("train") == [
+        (["Jürgen", "Müller", "in", "Köln"], ["B-PER", "I-PER", "O", "B-LOC"])]
+    with pytest.raises(data.CorpusError, match="encoding must be a text "
+                       "encoding Python knows .* Received: encoding='base64'"):
+        data.load_conll_dir(directory, encoding="base64")
+
+
 def test_missing_directory_and_split(conll_dir, tmp_path):
     with pytest.raises(data.CorpusError, match=r"nowhere: data directory not found"):
         data.load_conll_dir(str(tmp_path / "nowhere"))
