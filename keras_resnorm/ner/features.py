@@ -34,12 +34,22 @@ HASHED = ("norm", "prefix", "suffix", "shape")
 
 
 # ------------------------------------------------------------- tokenizing
-# CoNLL-like tokens, as an RE2 pattern (TensorFlow's regex ops): U.S.-style
-# abbreviations, numbers with separators (1,000.5), words with inner hyphens,
-# clitics ('s), then any other non-space character alone. \pL and \pN make
-# letters and digits Unicode-aware.
+# What separates tokens, as an RE2 class (TensorFlow's regex ops): every
+# Unicode space (\p{Z}: the no-break space, thin and ideographic spaces,
+# line and paragraph separators), the ASCII controls \t \n \v \f \r, NEL,
+# and the zero-width characters that join nothing (zero-width space, word
+# joiner, byte-order mark). Text pasted from a web page or a word processor
+# carries these between words.
+SEPARATORS = r"[\p{Z}\t\n\x0B\f\r\x{85}\x{200B}\x{2060}\x{FEFF}]"
+# Word characters: letters, digits and combining marks (so "Cafe" plus
+# U+0301 stays one word, as "Café" does), the zero-width (non-)joiners that
+# several scripts write inside words, and the underscore.
+_WORD = r"[\pL\pN\pM\x{200C}\x{200D}_]"
+# CoNLL-like tokens: U.S.-style abbreviations, numbers with separators
+# (1,000.5), words with inner hyphens, clitics ('s), then any other
+# character alone, with the combining marks that follow it.
 TOKEN_PATTERN = (r"((?:[A-Za-z]\.){2,}|\d+(?:[.,:]\d+)*"
-                 r"|[\pL\pN_]+(?:-[\pL\pN_]+)*|'[\pL\pN_]+|\S)")
+                 rf"|{_WORD}+(?:-{_WORD}+)*|'{_WORD}+|\S\pM*)")
 
 
 def tokenize_text(texts):
@@ -47,8 +57,12 @@ def tokenize_text(texts):
 
     Pure TensorFlow ops (regex_replace + whitespace split), so the same
     function runs in Python, in an exported SavedModel and under TF Serving.
+    Every token is a substring of the text as sent: separators
+    (`SEPARATORS`) are never part of a token, and nothing else is dropped
+    or changed, so character offsets point into the caller's text.
     """
-    spaced = tf.strings.regex_replace(texts, TOKEN_PATTERN, r" \1 ")
+    spaced = tf.strings.regex_replace(texts, SEPARATORS, " ")
+    spaced = tf.strings.regex_replace(spaced, TOKEN_PATTERN, r" \1 ")
     return tf.strings.split(spaced)
 
 

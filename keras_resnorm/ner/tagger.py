@@ -26,6 +26,12 @@ def tokenize(text):
     return out
 
 
+def _check_sequence(name, value, what):
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list,
+                                                                  tuple)):
+        raise TypeError(f"{name} must be {what}. Received: {name}={value!r}")
+
+
 def entity_spans(tags):
     """IOB2 tags -> list of `(type, start, end)` with `end` exclusive."""
     from seqeval.metrics.sequence_labeling import get_entities
@@ -58,13 +64,81 @@ class Tagger:
         return cls(load_keras_archive(path))
 
     def tag_tokens(self, token_lists):
+        """IOB2 tags of pre-tokenized sentences.
+
+        Args:
+            token_lists: a list of sentences, each a list of token strings
+                (`[["EU", "rejects", "German", "call"]]`). For raw text, use
+                `predict`.
+
+        Returns:
+            A list with one list of tags per sentence, one tag per token
+            (`[["B-ORG", "O", "B-MISC", "O"]]`). A sentence longer than the
+            model's `max_length` is tagged window by window, every token
+            scored.
+
+        Raises:
+            TypeError: naming the argument when `token_lists` is not a list
+                of lists of strings (a list of raw strings points to
+                `predict`).
+        """
+        _check_sequence("token_lists", token_lists,
+                        "a list of sentences, each a list of token strings")
+        for i, tokens in enumerate(token_lists):
+            if isinstance(tokens, str):
+                raise TypeError(
+                    f"token_lists[{i}] is a string; tag_tokens takes lists "
+                    "of tokens. For raw text use Tagger.predict(texts). "
+                    f"Received: token_lists[{i}]={tokens!r}")
+            _check_sequence(f"token_lists[{i}]", tokens,
+                            "a list of token strings")
+            for j, token in enumerate(tokens):
+                if not isinstance(token, str):
+                    raise TypeError(
+                        f"token_lists[{i}][{j}] must be a string. "
+                        f"Received: token_lists[{i}][{j}]={token!r}")
         return predict_tags(self.model, token_lists, forward=self._forward)
 
     def predict(self, texts):
+        """Entity spans of raw sentences.
+
+        Each text is tokenized by the tokenizer the exported model runs in
+        its graph (`tokenize`: Unicode spaces and zero-width separators
+        split tokens, combining marks stay with their letter), then tagged.
+
+        Args:
+            texts: a list of strings, one sentence each
+                (`["EU rejects German call to boycott British lamb ."]`).
+                For pre-tokenized input, use `tag_tokens`.
+
+        Returns:
+            A list with one list of spans per text. A span is a dict:
+            `text` (the entity as it appears in the input), `type` (`PER`,
+            `ORG`, ...), `start`/`end` (token offsets, `end` exclusive) and
+            `char_start`/`char_end` (character offsets into the text as
+            given, so `text[char_start:char_end] == span["text"]`).
+
+        Raises:
+            TypeError: naming the argument when `texts` is not a list of
+                strings (a single string, `None`, a number, or token lists,
+                which point to `tag_tokens`).
+        """
         if isinstance(texts, str):
             raise TypeError(
                 "texts must be a list of strings, one sentence each. "
                 f"Received: texts={texts!r}")
+        _check_sequence("texts", texts, "a list of strings, one sentence "
+                        "each")
+        for i, text in enumerate(texts):
+            if isinstance(text, (list, tuple)):
+                raise TypeError(
+                    f"texts[{i}] is a list of tokens; predict takes raw "
+                    "text, one string a sentence. For pre-tokenized input "
+                    "use Tagger.tag_tokens(token_lists). Received: "
+                    f"texts[{i}]={text!r}")
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] must be a string. Received: "
+                                f"texts[{i}]={text!r}")
         tokenized = [tokenize(text) for text in texts]
         tags = self.tag_tokens([[t for t, _, _ in toks] for toks in tokenized])
         results = []

@@ -1,6 +1,7 @@
 """The token contract: one normalization rule for vocabulary and graph."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_resnorm.ner import features as features_lib
@@ -115,3 +116,26 @@ def test_windows_in_python_and_in_the_graph_agree():
     assert tuple(flat.shape) == (0, limit)
     assert tuple(features_lib.join_windows(
         tf.zeros([0, limit]), 0, n, 5).shape) == (0, 5)
+
+
+@pytest.mark.parametrize("text, tokens", [
+    # A combining accent stays with its letter (NFD "Cafe" + U+0301).
+    ("Cafe\u0301 Paris", ["Cafe\u0301", "Paris"]),
+    # Every Unicode space separates, the zero-width space too.
+    ("New\u00a0York", ["New", "York"]),
+    ("New\u200bYork", ["New", "York"]),
+    ("a\u3000b\u2028c\u2009d", ["a", "b", "c", "d"]),
+    ("\ufeffEU rejects", ["EU", "rejects"]),
+    # ... while a zero-width non-joiner inside a word keeps it one word.
+    ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+     ["\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"]),
+    ("EU rejects German call, U.S. says.",
+     ["EU", "rejects", "German", "call", ",", "U.S.", "says", "."]),
+])
+def test_tokenizer_splits_on_unicode_spaces_and_keeps_marks(text, tokens):
+    from keras_resnorm.ner.tagger import tokenize
+
+    found = tokenize(text)
+    assert [t for t, _, _ in found] == tokens
+    # Offsets point into the text as sent.
+    assert all(text[start:end] == t for t, start, end in found)
