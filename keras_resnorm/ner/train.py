@@ -175,7 +175,7 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
     f1_callback = DevEntityF1(
         tagger, corpus.sentences("valid"),
         os.path.join(write_dir, "state.json"), config.patience, writer,
-        sum(len(t) for t, _ in train_sentences), strategy)
+        sum(len(t) for t, _ in train_sentences), steps, strategy)
     backup = TrainingBackup(
         os.path.join(write_dir, "backup"), steps, config.backup_steps,
         states={"entity_f1": f1_callback},
@@ -188,8 +188,7 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
     callbacks = _callbacks(config, write_dir, sample, tagger, f1_callback,
                            backup, extra_callbacks, strategy)
     train_seconds = _fit(model, config, train_sentences, vocab["tags"],
-                         features, steps, epoch, skip, callbacks,
-                         f1_callback, backup)
+                         features, steps, epoch, skip, callbacks, backup)
     writer.close()
     if not chief:
         return None, None
@@ -270,7 +269,7 @@ def _callbacks(config, write_dir, sample, tagger, f1_callback, backup,
 
 
 def _fit(model, config, train_sentences, tags, features, steps, epoch, skip,
-         callbacks, f1_callback, backup):
+         callbacks, backup):
     """Train from (epoch, skip); return the seconds it took.
 
     A backup taken inside an epoch resumes with the rest of that epoch as
@@ -285,10 +284,9 @@ def _fit(model, config, train_sentences, tags, features, steps, epoch, skip,
     started = time.perf_counter()
     for first, last, skip in segments:
         backup.step_offset = skip
-        f1_callback.fraction = (steps - skip) / steps
         model.fit(
-            pipeline.training_dataset(train_sentences, tags, features, config,
-                             first, last, skip),
+            pipeline.training_dataset(train_sentences, tags, features,
+                                      config, first, last, skip),
             initial_epoch=first, epochs=last, steps_per_epoch=steps - skip,
             callbacks=callbacks, shuffle=False, verbose="auto")
         if model.stop_training:

@@ -32,6 +32,10 @@ class DevEntityF1(keras.callbacks.Callback):
     epochs without a gain it stops training; with `strategy` spanning
     several workers the decision is joint (`distribute.any_worker`).
 
+    Training tokens per second count the batches the epoch really ran
+    (`train_tokens` per `steps_per_epoch` batches): a resumed epoch starts
+    part-way, and the time budget may end one early.
+
     Its state (best F1, its epoch, epochs without improvement, per-epoch
     scores) is saved and restored with the training backup
     (`get_state`/`set_state`), so a resumed run continues the same
@@ -40,7 +44,7 @@ class DevEntityF1(keras.callbacks.Callback):
     """
 
     def __init__(self, tagger, dev_sentences, state_path, patience, writer,
-                 train_tokens, strategy=None):
+                 train_tokens, steps_per_epoch, strategy=None):
         super().__init__()
         self.tagger = tagger
         self.dev = dev_sentences
@@ -48,15 +52,14 @@ class DevEntityF1(keras.callbacks.Callback):
         self.patience = patience
         self.writer = writer
         self.train_tokens = train_tokens
+        self.steps_per_epoch = steps_per_epoch
         self.strategy = strategy or tf.distribute.get_strategy()
         self.state = {"best_f1": -1.0, "best_epoch": None, "wait": 0,
                       "finished": False, "epochs": []}
         self.improved = False
         self._forward = None
         self._started = None
-        # Share of a full epoch the next epoch trains (a resumed run's first
-        # epoch starts part-way), so tokens per second stay true.
-        self.fraction = 1.0
+        self._batches = 0
 
     def get_state(self):
         return json_copy(self.state)
@@ -66,6 +69,10 @@ class DevEntityF1(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
+        self._batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._started
@@ -74,8 +81,8 @@ class DevEntityF1(keras.callbacks.Callback):
         pred = predict_tags(self.tagger, [t for t, _ in self.dev],
                             forward=self._forward)
         scores = entity_scores([g for _, g in self.dev], pred)
-        tokens_per_second = self.fraction * self.train_tokens / seconds
-        self.fraction = 1.0
+        tokens_per_second = (self._batches / self.steps_per_epoch
+                             * self.train_tokens / seconds)
         logs = logs if logs is not None else {}
         logs.update({"val_entity_precision": scores["precision"],
                      "val_entity_recall": scores["recall"],

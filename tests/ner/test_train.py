@@ -8,6 +8,7 @@ import urllib.request
 
 import keras
 import pytest
+import tensorflow as tf
 
 from keras_resnorm.ner.tagger import Tagger
 from keras_resnorm.ner.train import train
@@ -131,3 +132,27 @@ def test_tensorboard_serves_the_logged_scalars(trained_run):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_tokens_per_second_count_the_batches_an_epoch_ran(monkeypatch,
+                                                          tmp_path):
+    # A time budget can end an epoch after a few batches (the demo's third
+    # epoch once reported 224,898 tokens/s, a full epoch's tokens over a few
+    # batches' seconds).
+    from keras_resnorm.ner import training_callbacks
+
+    monkeypatch.setattr(training_callbacks, "predict_tags",
+                        lambda tagger, tokens, forward: [["O"]] * len(tokens))
+    writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
+    callback = training_callbacks.DevEntityF1(
+        tagger=None, dev_sentences=[(["EU"], ["B-ORG"])],
+        state_path=str(tmp_path / "state.json"), patience=5, writer=writer,
+        train_tokens=10_000, steps_per_epoch=100)
+    callback._forward = object()
+    callback.on_epoch_begin(0)
+    for batch in range(5):  # 5 of 100 batches, then the budget ran out
+        callback.on_train_batch_end(batch)
+    callback._started -= 2.0  # about 2 s of training
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    assert 20 < logs["tokens_per_second"] <= 250, logs  # 500 tokens / ~2 s
