@@ -1,6 +1,7 @@
 """Multi-process checks: strategies, worker loss, SIGKILL and exact resume.
 
-Marked `large` (about three minutes on 2 CPU cores); run them with
+Marked `large` (with the SIGKILL export test, 16 minutes on 2 CPU cores on
+2026-12-01); run them with
 `.venv/bin/python -m pytest -m large`. Each run is the `keras-resnorm ner
 train` command in its own process, on the built-in corpus, with a tiny
 model: 4 epochs of 18 batches, a backup every 5 batches.
