@@ -34,12 +34,9 @@ from keras_resnorm._checks import (
     check_rate,
 )
 from keras_resnorm.layers.normalization import NORMALIZATIONS
-from keras_resnorm.ner.data import check_encoding
+from keras_resnorm.ner.data import SCHEMES, check_encoding
 from keras_resnorm.ner.distribute import PRECISIONS, STRATEGIES
 from keras_resnorm.ner.errors import ConfigError
-
-SCHEMES = ("iob2", "iob1")
-
 
 def _check(rule, **kwargs):
     """A field check: `rule(name, value, ...)` raising `ConfigError`."""

@@ -27,9 +27,12 @@ import random
 
 import tensorflow as tf
 
+from keras_resnorm._checks import check_choice
 from keras_resnorm.ner.errors import CorpusError
 
 SPLITS = ("train", "valid", "test")
+# Tag schemes a corpus may use; iob1 is converted to IOB2 on reading.
+SCHEMES = ("iob2", "iob1")
 # File names tried for each split, in order.
 SPLIT_FILES = {
     "train": ("train.txt", "eng.train", "train.conll"),
@@ -97,10 +100,7 @@ def parse_conll(path, scheme="iob2", encoding="utf-8"):
             that are not `encoding` (the message says how to pass another),
             a line without a tag column, or a file with no sentence.
     """
-    if scheme not in ("iob1", "iob2"):
-        raise ValueError(
-            f"scheme must be one of ('iob1', 'iob2'). Received: scheme={scheme!r}"
-        )
+    check_choice("scheme", scheme, SCHEMES)
     codec = check_encoding(encoding)
     if not tf.io.gfile.exists(path):
         raise CorpusError(f"{path}: file not found")
