@@ -26,10 +26,16 @@ def tokenize(text):
     return out
 
 
-def _check_sequence(name, value, what):
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list,
-                                                                  tuple)):
-        raise TypeError(f"{name} must be {what}. Received: {name}={value!r}")
+def _as_list(name, value, what):
+    """`value` as a list: any iterable but a string, bytes or a dict (a
+    tuple, a pandas Series, a generator) is taken; anything else is a
+    TypeError naming `name`."""
+    if not isinstance(value, (str, bytes, dict)):
+        try:
+            return list(value)
+        except TypeError:
+            pass
+    raise TypeError(f"{name} must be {what}. Received: {name}={value!r}")
 
 
 def entity_spans(tags):
@@ -82,16 +88,17 @@ class Tagger:
                 of lists of strings (a list of raw strings points to
                 `predict`).
         """
-        _check_sequence("token_lists", token_lists,
-                        "a list of sentences, each a list of token strings")
+        token_lists = _as_list(
+            "token_lists", token_lists,
+            "a list of sentences, each a list of token strings")
         for i, tokens in enumerate(token_lists):
             if isinstance(tokens, str):
                 raise TypeError(
                     f"token_lists[{i}] is a string; tag_tokens takes lists "
                     "of tokens. For raw text use Tagger.predict(texts). "
                     f"Received: token_lists[{i}]={tokens!r}")
-            _check_sequence(f"token_lists[{i}]", tokens,
-                            "a list of token strings")
+            tokens = token_lists[i] = _as_list(f"token_lists[{i}]", tokens,
+                                               "a list of token strings")
             for j, token in enumerate(tokens):
                 if not isinstance(token, str):
                     raise TypeError(
@@ -123,12 +130,8 @@ class Tagger:
                 strings (a single string, `None`, a number, or token lists,
                 which point to `tag_tokens`).
         """
-        if isinstance(texts, str):
-            raise TypeError(
-                "texts must be a list of strings, one sentence each. "
-                f"Received: texts={texts!r}")
-        _check_sequence("texts", texts, "a list of strings, one sentence "
-                        "each")
+        texts = _as_list("texts", texts, "a list of strings, one sentence "
+                         "each")
         for i, text in enumerate(texts):
             if isinstance(text, (list, tuple)):
                 raise TypeError(

@@ -39,6 +39,15 @@ def test_tag_tokens_names_bad_input(tagger, token_lists, message):
         tagger.tag_tokens(token_lists)
 
 
+def test_any_iterable_of_strings_is_taken(tagger):
+    texts = ["Anna Kovacs visited Norvale .", "EU rejects German call ."]
+    assert tagger.predict(iter(texts)) == tagger.predict(tuple(texts)) == \
+        tagger.predict(texts)
+    tokens = [t.split() for t in texts]
+    assert tagger.tag_tokens(tuple(tuple(t) for t in tokens)) == \
+        tagger.tag_tokens(tokens)
+
+
 def test_pasted_unicode_text_gets_spans_of_whole_words(tagger):
     texts = ["Anna Kovacs visited Cafe\u0301 Norvale .",
              "Anna\u00a0Kovacs met Ravi\u200bMenon in Port Emery ."]
