@@ -123,6 +123,31 @@ def hashed_features(tokens, buckets):
     return tf.stack(ids, axis=-1)
 
 
+OOV = 1  # the word id of out-of-vocabulary words (0 is padding)
+
+
+def hide_words(features, hidden, hash_buckets):
+    """Features with the identity of the `hidden` tokens taken away.
+
+    `features` is `TokenFeatures`' output as a list; where the bool tensor
+    `hidden` is True the word id becomes `OOV` and, with hashed features,
+    the hashed normalized form becomes the empty string's (the row a
+    training word shares with every other hidden word, so a rare word
+    cannot be memorized through its hash either). Casing, characters,
+    prefix, suffix and shape stay: what the model can still tag a new word
+    from. The training pipeline's word dropout applies it.
+    """
+    out = list(features)
+    out[0] = tf.where(hidden, OOV, out[0])
+    if hash_buckets:
+        hash_ids = out[3]
+        norm = tf.cast(tf.strings.to_hash_bucket_fast(PAD, hash_buckets),
+                       hash_ids.dtype)
+        column = tf.range(len(HASHED)) == HASHED.index("norm")
+        out[3] = tf.where(hidden[..., None] & column, norm, hash_ids)
+    return out
+
+
 def vocabulary(token_lists, min_count):
     """Normalized words seen `min_count` times or more, and all characters.
 

@@ -8,18 +8,18 @@ import random
 
 import tensorflow as tf
 
-from keras_resnorm.ner import features
+from keras_resnorm.ner import features as features_lib
 from keras_resnorm.ner.features import PAD
 
 
 def windows(tokens, tags, max_length):
-    """`(tokens, tags)` in the windows of `features.window_starts`.
+    """`(tokens, tags)` in the windows of `features_lib.window_starts`.
 
     The documented policy for long sentences: no token is dropped; training
     and prediction both see every window, and predictions are joined back.
     """
     return [(tokens[i:i + max_length], tags[i:i + max_length])
-            for i in features.window_starts(len(tokens), max_length)]
+            for i in features_lib.window_starts(len(tokens), max_length)]
 
 
 BUCKETS = (16, 32, 64, 128, 256, 512)
@@ -130,16 +130,16 @@ def training_dataset(sentences, tags, features, config, first_epoch,
     def prepare(epoch, index, batch):
         tokens, tag_ids, weights = batch
         feats = list(features(tokens))
-        word_ids, mask = feats[0], feats[-1]
         if config.word_dropout:
-            # Replace real words by the out-of-vocabulary id (1) at random,
-            # so the OOV embedding learns to tag from characters and context.
-            # The hashed features (the normalized form's among them) are
-            # kept: only the vocabulary id is dropped.
+            # Hide real words at random (features.hide_words: the OOV id
+            # and the empty string's hashed form), so the model learns to
+            # tag a word it does not know from characters and context.
+            mask = feats[-1]
             draw = tf.random.stateless_uniform(
-                tf.shape(word_ids), tf.stack([seed, epoch * 1_000_003 + index]))
-            feats[0] = tf.where((draw < config.word_dropout) & mask, 1,
-                                word_ids)
+                tf.shape(mask), tf.stack([seed, epoch * 1_000_003 + index]))
+            feats = features_lib.hide_words(
+                feats, (draw < config.word_dropout) & mask,
+                config.model.hash_buckets)
         return tuple(feats), tag_ids, weights
 
     ds = epochs_dataset(sentences, tags, config.batch_size,

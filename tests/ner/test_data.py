@@ -160,6 +160,42 @@ def test_shuffle_order_is_a_function_of_seed_and_epoch():
         b for _, _, b in full[per_epoch + 2:])
 
 
+def test_word_dropout_hides_words_as_a_function_of_seed_and_batch(tmp_path):
+    from keras_resnorm.ner import features as features_lib
+    from ner_helpers import tiny_config
+
+    sentences = [([f"w{i % 7}", "the", f"x{i}"] * 3, ["O"] * 9)
+                 for i in range(40)]
+    words, chars = features_lib.vocabulary([t for t, _ in sentences], 1)
+    features = features_lib.TokenFeatures(words, chars, 8, hash_buckets=50)
+    config = tiny_config(tmp_path, batch_size=4, word_dropout=0.5)
+    config.model.hash_buckets = 50
+
+    def batches(skip=0):
+        ds = pipeline.training_dataset(sentences, ["O"], features, config,
+                                       0, 2, skip)
+        return [[f.numpy() for f in feats] for feats, _, _ in ds]
+
+    first = batches()
+    assert len(first) == 2 * pipeline.num_batches(sentences, 4, 16)
+    blank = features_lib.hashed_features(
+        features_lib.PAD, 50).numpy()[0]
+    hidden = np.concatenate([b[0].ravel() == features_lib.OOV
+                             for b in first])
+    real = np.concatenate([b[-1].ravel() for b in first])
+    assert 0.4 < hidden[real].mean() < 0.6  # every word is in vocabulary
+    norm = np.concatenate([b[3][..., 0].ravel() for b in first])
+    assert (norm[hidden & real] == blank).all()
+    assert (norm[~hidden & real] != blank).all()
+    # The same draws again, and from any batch on (a resumed run).
+    again = batches()
+    for a, b in zip(first, again):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    for a, b in zip(first[3:], batches(skip=3)):
+        np.testing.assert_array_equal(a[0], b[0])
+
+
 def test_bad_scheme():
     with pytest.raises(ValueError, match=r"Received: scheme='bio'"):
         list(data.parse_conll("x", scheme="bio"))

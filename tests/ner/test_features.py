@@ -139,3 +139,26 @@ def test_tokenizer_splits_on_unicode_spaces_and_keeps_marks(text, tokens):
     assert [t for t, _, _ in found] == tokens
     # Offsets point into the text as sent.
     assert all(text[start:end] == t for t, start, end in found)
+
+
+def test_hidden_words_lose_their_identity_and_keep_their_form():
+    features = TokenFeatures(["eu", "rejects"], list("EUrejcts"), 8,
+                             hash_buckets=50)
+    tokens = tf.constant([["EU", "rejects", "Gxyzzy", ""]])
+    seen = list(features(tokens))
+    hidden = tf.constant([[True, False, True, False]])
+    out = features_lib.hide_words(seen, hidden, hash_buckets=50)
+    np.testing.assert_array_equal(out[0], [[features_lib.OOV, 3, 1, 0]])
+    blank = features_lib.hashed_features(tf.constant([""]), 50)[0, 0]
+    norm, kept = out[3][..., 0].numpy(), out[3][..., 1:].numpy()
+    assert norm[0, 0] == norm[0, 2] == blank
+    assert norm[0, 1] == seen[3][0, 1, 0]
+    # Prefix, suffix and shape, casing, characters and the mask stay.
+    np.testing.assert_array_equal(kept, seen[3][..., 1:])
+    for i in (1, 2, 4):
+        np.testing.assert_array_equal(out[i], seen[i])
+    # Without hashed features only the word id changes.
+    plain = list(TokenFeatures(["eu"], list("EU"), 8)(tokens))
+    out = features_lib.hide_words(plain, hidden, hash_buckets=0)
+    np.testing.assert_array_equal(out[0], [[1, 1, 1, 0]])
+    assert len(out) == len(plain)
