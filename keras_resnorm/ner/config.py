@@ -97,8 +97,9 @@ class ModelConfig(_Schema):
     `d_model`) except `branch_scale`, which `--placement rezero` /
     `layerscale` set.
 
-    `recurrent_layers` BiLSTM blocks (each inside a `ResidualWrapper`) run
-    before the `layers` Transformer blocks; either may be 0. `hash_buckets`
+    `conv_layers` window-CNN blocks, then `recurrent_layers` BiLSTM blocks
+    (each inside a `ResidualWrapper`), then `layers` Transformer blocks;
+    any may be 0. `hash_buckets`
     > 0 adds the hashed token features of `features.py`, each embedded in
     `hash_dim` dimensions. `crf` puts a linear-chain CRF on the tag scores.
     """
@@ -135,6 +136,11 @@ class ModelConfig(_Schema):
     max_length: int = setting(128, "tokens per window; longer sentences are "
                               "cut into windows, none dropped",
                               check=POSITIVE_INT)
+    conv_layers: int = setting(
+        0, "window-CNN blocks (each in a ResidualWrapper) before the BiLSTM "
+           "blocks", check=_check(check_int, minimum=0))
+    conv_window: int = setting(1, "neighbours on each side that a window-CNN "
+                               "block sees", check=POSITIVE_INT)
     recurrent_layers: int = setting(
         1, "BiLSTM blocks (each in a ResidualWrapper) before the Transformer "
            "blocks", check=_check(check_int, minimum=0))
@@ -195,9 +201,14 @@ class TrainConfig(_Schema):
     min_count: int = setting(2, "training words seen fewer times get the "
                              "out-of-vocabulary id",
                              check=_check(check_int, minimum=1))
-    word_dropout: float = setting(0.1, "probability of replacing a training "
-                                  "word by the out-of-vocabulary id",
-                                  check=RATE)
+    word_dropout: float = setting(
+        0.1, "probability of hiding a training word's identity (the "
+             "out-of-vocabulary id and the hashed normalized form's row)",
+        check=RATE)
+    ema_momentum: float = setting(
+        0.0, "momentum of the moving average of the weights that are "
+             "evaluated, kept and exported (0: the training weights)",
+        check=RATE)
     patience: int = setting(6, "stop after this many epochs without a dev "
                             "F1 gain", check=_check(check_int, minimum=0))
     max_minutes: float = setting(None, "wall-clock training budget",

@@ -53,7 +53,9 @@ from keras_resnorm.ner.model import build_model, loss
 from keras_resnorm.ner.training_callbacks import (
     DevEntityF1,
     ModelCheckpoints,
+    SwapAveragedWeights,
     TimeBudget,
+    keep_training_weights_after_fit,
 )
 
 
@@ -95,7 +97,8 @@ def build_tagger(config, vocab, strategy=None):
 
 def compile_for_training(model, config, steps, strategy=None):
     """Compile `model` as the trainer does: AdamW with decoupled weight
-    decay and gradient clipping, a linear warm-up over `warmup_epochs` then
+    decay and gradient clipping (keeping a moving average of the weights
+    when `ema_momentum` > 0), a linear warm-up over `warmup_epochs` then
     cosine decay over `epochs` of `steps` batches, the tag loss."""
     strategy = strategy or tf.distribute.get_strategy()
     total = max(1, steps * config.epochs)
@@ -108,11 +111,14 @@ def compile_for_training(model, config, steps, strategy=None):
         # LossScaleOptimizer (dynamic loss scaling) by itself.
         model.compile(
             optimizer=optimizers.AdamW(
-                schedule, weight_decay=config.weight_decay, clipnorm=1.0),
+                schedule, weight_decay=config.weight_decay, clipnorm=1.0,
+                use_ema=config.ema_momentum > 0,
+                ema_momentum=config.ema_momentum or 0.99),
             loss=loss(model),
             weighted_metrics=["accuracy"],
             jit_compile=config.jit_compile,
         )
+    keep_training_weights_after_fit(model)
     if distribute.is_multi_worker(strategy):
         _keras_workarounds.vector_logs_train_step(model)
 
@@ -255,9 +261,13 @@ def _callbacks(config, write_dir, sample, tagger, f1_callback, backup,
         keras.callbacks.TensorBoard(log_dir, write_graph=False),
         ResidualStreamDiagnostics(list(sample[0]), os.path.join(log_dir, "ner"),
                                   targets=sample[1], sample_weight=sample[2]),
+        # The averaged weights (--ema-momentum) in for the evaluation and
+        # the checkpoints, then out again for training and the backup.
+        SwapAveragedWeights(),
         f1_callback,
         # After the evaluation, whose `improved` it reads.
         ModelCheckpoints(tagger, write_dir, f1_callback),
+        SwapAveragedWeights(),
     ]
     if config.max_minutes:
         callbacks.append(TimeBudget(config.max_minutes * 60, strategy))

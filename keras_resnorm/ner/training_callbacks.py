@@ -1,7 +1,9 @@
 """The trainer's callbacks, one concern each: dev evaluation with early
-stopping (`DevEntityF1`), model checkpoints (`ModelCheckpoints`) and the
-wall-clock budget (`TimeBudget`). `train.py` installs them in that order,
-then the backup (`backup.py`) last, so it saves what they updated."""
+stopping (`DevEntityF1`), model checkpoints (`ModelCheckpoints`), the
+averaged weights in and out of the model around those two
+(`SwapAveragedWeights`) and the wall-clock budget (`TimeBudget`).
+`train.py` installs them in that order, then the backup (`backup.py`)
+last, so it saves what they updated."""
 
 import json
 import math
@@ -141,6 +143,57 @@ class ModelCheckpoints(keras.callbacks.Callback):
         if self.evaluation.improved:
             save_model_atomically(self.tagger,
                                   os.path.join(self.run_dir, "best.keras"))
+
+
+def averaging_optimizer(model):
+    """The optimizer of `model` that keeps the moving average of the
+    weights (the inner one under a `LossScaleOptimizer`), or None when it
+    keeps none (`use_ema=False`)."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    return optimizer if getattr(optimizer, "use_ema", False) else None
+
+
+def swap_averaged_weights(model):
+    """Exchange `model`'s trainable weights with the optimizer's moving
+    average of them (Keras's `use_ema`); doing it twice undoes it."""
+    optimizer = averaging_optimizer(model)
+    # Keras keeps the averages in this private list, in the order of the
+    # trainable variables (keras.callbacks.SwapEMAWeights reads it too).
+    for variable, average in zip(model.trainable_variables,
+                                 optimizer._model_variables_moving_average):
+        training = tf.identity(variable.value)
+        variable.assign(average.value)
+        average.assign(training)
+
+
+class SwapAveragedWeights(keras.callbacks.Callback):
+    """Swap the moving average of the weights and the training weights at
+    every epoch's end (`swap_averaged_weights`).
+
+    The trainer installs two: one before the dev evaluation and the
+    checkpoints, so they score and save the averaged weights, and one after
+    them, so training and the backup go on with the training weights (and
+    a resumed run continues exactly). Each does nothing when the optimizer
+    keeps no average.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if averaging_optimizer(self.model) is not None:
+            swap_averaged_weights(self.model)
+
+
+def keep_training_weights_after_fit(model):
+    """Make `fit` end with the training weights, not the average.
+
+    With `use_ema` Keras overwrites the weights with their average when a
+    `fit` call ends (`finalize_variable_values`). The trainer saves the
+    averaged weights itself (`SwapAveragedWeights`), and a resumed run
+    fits twice (the rest of an epoch, then the other epochs): the second
+    must start from the training weights, as an uninterrupted run does.
+    """
+    optimizer = averaging_optimizer(model)
+    if optimizer is not None:
+        optimizer.finalize_variable_values = lambda var_list: None
 
 
 class TimeBudget(keras.callbacks.Callback):
