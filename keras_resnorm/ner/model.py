@@ -5,6 +5,7 @@ tokens (string)  ->  TokenFeatures (features.py)  ->  word ids, casing ids,
                      character ids, [hashed feature ids], mask
 core:  word embedding | character CNN | casing embedding | [hash embedding]
   ->  Dense(d_model)  [+ PositionEmbedding (keras-nlp)]
+  ->  [window-CNN blocks, each in a ResidualWrapper]
   ->  [BiLSTM blocks, each in a ResidualWrapper]
   ->  [TransformerEncoder (keras_resnorm)]
   ->  TagLogits (Dense over the tag set, which it stores)  ->  [CRF]
@@ -98,18 +99,74 @@ class TagLogits(keras.layers.Dense):
         return config
 
 
-def _recurrent_block(config, index):
-    """A BiLSTM branch inside a ResidualWrapper (or, for the hyper
-    placements, a HyperConnection): the wrappers take any layer."""
-    lstm = keras.layers.LSTM(config.d_model // 2, return_sequences=True)
-    bilstm = keras.layers.Bidirectional(lstm, name=f"bilstm_{index}")
+@keras.saving.register_keras_serializable(package="keras_resnorm")
+class WindowConv(keras.layers.Layer):
+    """A token's `window` neighbours on each side, convolved (the branch of
+    the window-CNN blocks; spaCy's tok2vec encodes with such windows).
+
+    Padded positions (mask False) are zeroed before the convolution, so a
+    token's output does not depend on how far its batch was padded, and
+    the mask passes through unchanged.
+
+    ```
+    y_t = activation(W [x_{t-w}; ...; x_t; ...; x_{t+w}] + b)
+    ```
+    """
+
+    def __init__(self, units, window=1, activation="gelu", **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.window = window
+        self.activation = activation
+        self.supports_masking = True
+        self.conv = keras.layers.Conv1D(
+            units, 2 * window + 1, padding="same", activation=activation,
+            dtype=self.dtype_policy, name="conv")
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+
+    def call(self, inputs, mask=None):
+        if mask is not None:
+            inputs = inputs * tf.cast(mask, inputs.dtype)[..., None]
+        return self.conv(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"units": self.units, "window": self.window,
+                       "activation": self.activation})
+        return config
+
+
+def _encoder_block(config, layer, index, name):
+    """`layer` (a window convolution or a BiLSTM) in a ResidualWrapper (or,
+    for the hyper placements, a HyperConnection): the wrappers take any
+    layer. `index` counts the blocks before the Transformer ones."""
     return residual_layer(
-        bilstm, config.placement, layer_index=index,
+        layer, config.placement, layer_index=index,
         expansion=config.expansion, norm=config.norm,
         branch_scale=config.branch_scale, dropout=config.dropout,
         # DeepNorm and LayerScale constants come from the stack's depth.
-        depth=config.recurrent_layers + config.layers, projection="auto",
-        name=f"recurrent_{index}")
+        depth=config.conv_layers + config.recurrent_layers + config.layers,
+        projection="auto", name=name)
+
+
+def _encoder_blocks(config):
+    """The window-CNN blocks, then the BiLSTM blocks."""
+    blocks = []
+    for i in range(config.conv_layers):
+        conv = WindowConv(config.d_model, config.conv_window,
+                          name=f"window_conv_{i}")
+        blocks.append(_encoder_block(config, conv, len(blocks), f"conv_{i}"))
+    for i in range(config.recurrent_layers):
+        lstm = keras.layers.LSTM(config.d_model // 2, return_sequences=True)
+        bilstm = keras.layers.Bidirectional(lstm, name=f"bilstm_{i}")
+        blocks.append(_encoder_block(config, bilstm, len(blocks),
+                                     f"recurrent_{i}"))
+    return blocks
 
 
 def build_model(config, vocabulary, characters, tags):
@@ -158,13 +215,14 @@ def build_model(config, vocabulary, characters, tags):
             config.max_length, name="position_embedding")(h)
         h = keras.layers.Add(name="add_positions")([h, positions])
     h = keras.layers.Dropout(config.dropout, name="input_dropout")(h)
+    blocks = _encoder_blocks(config)
     hyper = placements.widens_stream(config.placement)
-    if hyper and config.recurrent_layers:
-        # The BiLSTM blocks share one widened stream, averaged after them.
+    if hyper and blocks:
+        # The blocks share one widened stream, averaged after them.
         h = expand_stream(h, config.expansion)
-    for i in range(config.recurrent_layers):
-        h = _recurrent_block(config, i)(h, mask=mask)
-    if hyper and config.recurrent_layers:
+    for block in blocks:
+        h = block(h, mask=mask)
+    if hyper and blocks:
         h = normalization(config.norm, name="recurrent_norm")(
             collapse_stream(h))
     if config.layers:
@@ -177,7 +235,7 @@ def build_model(config, vocabulary, characters, tags):
             intermediate_dropout=config.dropout,
             expansion=config.expansion, name="encoder",
         )(h, mask=mask)
-    elif config.recurrent_layers and placements.is_pre_norm(config.placement):
+    elif blocks and placements.is_pre_norm(config.placement):
         # A pre-norm stack ends with a norm (TransformerEncoder adds its own).
         h = normalization(config.norm, name="final_norm")(h)
     logits = TagLogits(tags, max_length=config.max_length, dtype="float32",

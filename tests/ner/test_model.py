@@ -51,6 +51,33 @@ def test_tagger_takes_raw_tokens_and_ignores_padding(tmp_path):
                                tagger(tf.constant([["EU", "x"]])), atol=1e-6)
 
 
+def test_window_conv_layer_checks():
+    from layer_check import check_layer
+    from keras_resnorm.ner.model import WindowConv
+
+    check_layer(lambda dtype=None: WindowConv(6, window=2, dtype=dtype),
+                (2, 7, 5), trainable_weights=2, mask_tail=3)
+
+
+def test_window_cnn_tagger_ignores_padding_and_saves(tmp_path):
+    config = ModelConfig(conv_layers=2, recurrent_layers=0, d_model=16,
+                         word_dim=8, char_dim=4, char_filters=8,
+                         max_length=16, hash_buckets=20, hash_dim=4)
+    tagger, _, core = build_model(config, ["eu"], list("EU"),
+                                  ["O", "B-ORG", "I-ORG"])
+    assert [layer.name for layer in core.layers
+            if layer.name.startswith(("conv_", "recurrent_"))] == [
+        "conv_0", "conv_1"]
+    short = tagger(tf.constant([["EU", "rejects", "x"]]))
+    padded = tagger(tf.constant([["EU", "rejects", "x"] + [""] * 13]))
+    np.testing.assert_allclose(padded[:, :3], short, atol=1e-5)
+    path = tmp_path / "tagger.keras"
+    tagger.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded(tf.constant([["EU", "x"]])),
+                               tagger(tf.constant([["EU", "x"]])), atol=1e-6)
+
+
 @pytest.mark.parametrize("norm,placement,branch_scale", [
     ("rms", "pre", None), ("dyt", "post", None), ("scale", "sandwich", None),
     ("layer", "deepnorm", None), ("layer", "none", "rezero"),
