@@ -1,12 +1,16 @@
 """CoNLL-2003 from scratch: ours over several seeds against spaCy, same budget.
 
-    python -m benchmarks.ner_conll2003 --data-dir ../shared/data/conll2003 --minutes 10
+    python -m benchmarks.ner_conll2003 --data-dir ../shared/data/conll2003
+    python -m benchmarks.ner_conll2003 --sizes 1000 3000
     python -m benchmarks.ner_conll2003 --max-train-sentences 1000 --minutes 2
-    python -m benchmarks.ner_conll2003 --ablation --minutes 3
+    python -m benchmarks.ner_conll2003 --ablation --max-train-sentences 1000
     python -m benchmarks.ner_conll2003 --variants --minutes 3
 
-The first trains our default tagger (`keras-resnorm ner train` with its
-default model) once per `--seeds` for `--minutes` of training time each,
+The first runs the learning curve (`CURVE`): at 1,000 and 3,000 training
+sentences with a 2-minute budget and at all 14,041 with a 10-minute one
+(`--sizes` picks some of them). At each size it trains our default tagger
+(`keras-resnorm ner train` with its default model) once per `--seeds` for
+the size's budget of training time each,
 selects each run's epoch by dev entity F1, scores test.txt, and in the same
 invocation, interleaved after the first seed, trains spaCy's NER from
 scratch with the same budget on the same sentences (`benchmarks.peer_spacy`;
@@ -26,6 +30,11 @@ import time
 
 from benchmarks import common
 
+# The learning curve: training sentences (None: all), minutes of training
+# per run, and the epochs the learning-rate schedule spans (about what the
+# budget lets the tagger run at that size on the 2-core machine).
+CURVE = {"1000": (1000, 2.0, 20), "3000": (3000, 2.0, 12),
+         "all": (None, 10.0, 20)}
 VARIANTS = [
     ("layer", "pre"), ("layer", "post"), ("rms", "pre"),
     ("rms", "sandwich"), ("dyt", "pre"), ("layer", "deepnorm"),
@@ -98,6 +107,16 @@ def _peer(args, corpus, minutes):
     return peer_spacy.train_and_score(corpus, minutes, seed=args.seeds[0],
                                       max_train_sentences=args
                                       .max_train_sentences)
+
+
+def curve(args, argv, machine):
+    """Each of `--sizes` with its budget, one results file each."""
+    for size in args.sizes:
+        sentences, minutes, epochs = CURVE[size]
+        point = argparse.Namespace(**dict(
+            vars(args), max_train_sentences=sentences,
+            minutes=args.minutes or minutes, epochs=args.epochs or epochs))
+        main_benchmark(point, argv, machine)
 
 
 def main_benchmark(args, argv, machine):
@@ -216,11 +235,19 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--minutes", type=float, default=None,
                         help="training budget of each run (10; ablation 3)")
-    parser.add_argument("--epochs", type=int, default=20,
-                        help="epochs the learning-rate schedule spans; the "
-                             "budget usually ends training first")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs the learning-rate schedule spans "
+                             "(default: the curve's, else 20); the budget "
+                             "may end training first")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-train-sentences", type=int, default=None)
+    parser.add_argument("--max-train-sentences", type=int, default=None,
+                        help="one point of the curve: the first N sentences")
+    parser.add_argument("--sizes", nargs="+", choices=list(CURVE),
+                        default=list(CURVE),
+                        help="the learning curve's sizes to run (budgets: "
+                             + ", ".join(f"{k} {m:g} min"
+                                         for k, (_, m, _) in CURVE.items())
+                             + "); --minutes overrides")
     parser.add_argument("--no-peer", action="store_true",
                         help="skip the spaCy run")
     parser.add_argument("--ablation", action="store_true")
@@ -231,12 +258,16 @@ def main(argv=None):
                              "the results file (say 'nothing')")
     args = parser.parse_args(argv)
     machine = common.machine()
+    if args.max_train_sentences or args.ablation or args.variants:
+        args.epochs = args.epochs or 20
     if args.ablation:
         ablation(args, argv, machine)
     elif args.variants:
         variants(args, argv, machine)
-    else:
+    elif args.max_train_sentences:
         main_benchmark(args, argv, machine)
+    else:
+        curve(args, argv, machine)
 
 
 if __name__ == "__main__":
