@@ -205,6 +205,10 @@ class TrainConfig(_Schema):
         0.1, "probability of hiding a training word's identity (the "
              "out-of-vocabulary id and the hashed normalized form's row)",
         check=RATE)
+    mention_replacement: float = setting(
+        0.0, "probability of replacing each training mention by another "
+             "of the same type and length (a new one every epoch)",
+        check=RATE)
     ema_momentum: float = setting(
         0.0, "momentum of the moving average of the weights that are "
              "evaluated, kept and exported (0: the training weights)",

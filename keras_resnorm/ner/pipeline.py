@@ -40,9 +40,39 @@ def num_batches(sentences, batch_size, max_length):
     return sum(n // batch_size for n in counts.values())
 
 
+def mention_pool(pieces):
+    """`{(type, length): [tokens of a mention, ...]}` over `pieces`
+    (`(tokens, tags)` with IOB2 tags), each distinct mention once, in
+    the order first seen."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    pool = collections.defaultdict(dict)
+    for tokens, tags in pieces:
+        for kind, start, end in get_entities(list(tags)):
+            mention = tuple(tokens[start:end + 1])
+            pool[kind, len(mention)][mention] = None
+    return {key: list(mentions) for key, mentions in pool.items()}
+
+
+def replace_mentions(tokens, tags, pool, rate, rng):
+    """Mention replacement (Dai & Adel 2020): each mention of `tags` is
+    swapped, with probability `rate`, for a mention of the same type and
+    length drawn from `pool` (`mention_pool`). The tags stay as they are,
+    and so does the sentence's length (and with it the batch it falls in).
+    """
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    tokens = list(tokens)
+    for kind, start, end in get_entities(list(tags)):
+        if rng.random() < rate:
+            choices = pool[kind, end + 1 - start]
+            tokens[start:end + 1] = choices[rng.randrange(len(choices))]
+    return tokens
+
+
 def make_dataset(sentences, tags, batch_size=32, max_length=128,
                  shuffle=False, seed=0, drop_remainder=None, epoch=0,
-                 prefetch=True):
+                 prefetch=True, mention_replacement=0.0):
     """A tf.data pipeline of `(tokens, tag_ids, weights)` batches.
 
     Tokens are `tf.string` padded with "", tag ids int32 padded with 0 and
@@ -58,18 +88,26 @@ def make_dataset(sentences, tags, batch_size=32, max_length=128,
     With `shuffle`, the order is a fixed function of `seed` and `epoch`
     (an int or a scalar tensor), the same in every process: a resumed run
     sees the same batches as one that never stopped (`epochs_dataset`).
+    So are the mentions that `mention_replacement` > 0 replaces
+    (`replace_mentions`, training only).
     """
     if drop_remainder is None:
         drop_remainder = shuffle
     index = {tag: i for i, tag in enumerate(tags)}
     pieces = [w for t, g in sentences for w in windows(t, g, max_length)]
 
+    pool = mention_pool(pieces) if mention_replacement else None
+
     def generate(epoch):
         order = list(range(len(pieces)))
         if shuffle:
             random.Random(f"{seed}/{int(epoch)}").shuffle(order)
+        mentions = random.Random(f"{seed}/{int(epoch)}/mentions")
         for i in order:
             toks, labs = pieces[i]
+            if pool:
+                toks = replace_mentions(toks, labs, pool,
+                                        mention_replacement, mentions)
             yield toks, [index[t] for t in labs]
 
     ds = tf.data.Dataset.from_generator(
@@ -93,7 +131,7 @@ def make_dataset(sentences, tags, batch_size=32, max_length=128,
 
 
 def epochs_dataset(sentences, tags, batch_size, max_length, seed,
-                   first_epoch, epochs):
+                   first_epoch, epochs, mention_replacement=0.0):
     """Training batches of epochs `first_epoch .. epochs - 1`, back to back.
 
     Each element is `(epoch, index_in_epoch, (tokens, tag_ids, weights))`;
@@ -106,7 +144,8 @@ def epochs_dataset(sentences, tags, batch_size, max_length, seed,
     def one_epoch(epoch):
         ds = make_dataset(sentences, tags, batch_size, max_length,
                           shuffle=True, seed=seed, epoch=epoch,
-                          prefetch=False)
+                          prefetch=False,
+                          mention_replacement=mention_replacement)
         return ds.enumerate().map(lambda i, batch: (epoch, i, batch))
 
     return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
@@ -117,12 +156,12 @@ def training_dataset(sentences, tags, features, config, first_epoch,
     """Featurized training batches from `first_epoch` (skipping `skip`).
 
     Every random choice is a function of the seed and the batch's position
-    (epoch, index): the shuffle order (`epochs_dataset`) and word
-    dropout (a stateless draw), so the pipeline can restart anywhere and
-    yield what an uninterrupted run would have. Several workers each build
-    the whole pipeline and keep their share of every global batch
-    (auto-shard policy DATA: it is read from a Python generator, which FILE
-    sharding cannot split).
+    (epoch, index): the shuffle order and the replaced mentions
+    (`epochs_dataset`) and word dropout (a stateless draw), so the pipeline
+    can restart anywhere and yield what an uninterrupted run would have.
+    Several workers each build the whole pipeline and keep their share of
+    every global batch (auto-shard policy DATA: it is read from a Python
+    generator, which FILE sharding cannot split).
     """
     seed = tf.constant(config.seed, tf.int64)
 
@@ -143,8 +182,8 @@ def training_dataset(sentences, tags, features, config, first_epoch,
         return tuple(feats), tag_ids, weights
 
     ds = epochs_dataset(sentences, tags, config.batch_size,
-                                 config.model.max_length, config.seed,
-                                 first_epoch, last_epoch)
+                        config.model.max_length, config.seed, first_epoch,
+                        last_epoch, config.mention_replacement)
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).skip(skip)
     options = tf.data.Options()
     options.deterministic = True

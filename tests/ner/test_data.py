@@ -1,3 +1,5 @@
+import random
+
 import numpy as np
 import pytest
 
@@ -199,3 +201,40 @@ def test_word_dropout_hides_words_as_a_function_of_seed_and_batch(tmp_path):
 def test_bad_scheme():
     with pytest.raises(ValueError, match=r"Received: scheme='bio'"):
         list(data.parse_conll("x", scheme="bio"))
+
+
+def test_mention_replacement_keeps_tags_and_lengths_and_is_seeded():
+    sentences = [
+        (["Anna", "met", "Bo", "Li", "in", "Oslo"],
+         ["B-PER", "O", "B-PER", "I-PER", "O", "B-LOC"]),
+        (["Rome", "and", "Kim", "Ode", "."],
+         ["B-LOC", "O", "B-PER", "I-PER", "O"]),
+        (["Carl", "left", "."], ["B-PER", "O", "O"]),
+    ]
+    pool = pipeline.mention_pool(sentences)
+    assert pool == {("PER", 1): [("Anna",), ("Carl",)],
+                    ("PER", 2): [("Bo", "Li"), ("Kim", "Ode")],
+                    ("LOC", 1): [("Oslo",), ("Rome",)]}
+    tags = ["B-PER", "O", "B-PER", "I-PER", "O", "B-LOC"]
+
+    def epoch(seed, epoch, rate=1.0):
+        ds = pipeline.make_dataset(sentences, ["O", "B-PER", "I-PER",
+                                               "B-LOC"], 1, 16, shuffle=True,
+                                   seed=seed, epoch=epoch,
+                                   mention_replacement=rate)
+        return sorted(tuple(t.decode() for t in toks.numpy()[0] if t)
+                      for toks, _, _ in ds)
+
+    swapped = [pipeline.replace_mentions(sentences[0][0], tags, pool, 1.0,
+                                         random.Random(i)) for i in range(20)]
+    for tokens in swapped:
+        assert len(tokens) == 6 and tokens[1] == "met" and tokens[4] == "in"
+        assert (tokens[0],) in pool["PER", 1]
+        assert tuple(tokens[2:4]) in pool["PER", 2]
+        assert (tokens[5],) in pool["LOC", 1]
+    assert len({tuple(t) for t in swapped}) > 1
+    # The draw is the seed's and the epoch's; other epochs draw others;
+    # rate 0 leaves the corpus as it is.
+    assert epoch(0, 1) == epoch(0, 1)
+    assert len({tuple(epoch(0, e)) for e in range(1, 6)}) > 1
+    assert epoch(0, 1, rate=0.0) == sorted(tuple(t) for t, _ in sentences)
