@@ -7,8 +7,10 @@ throughput at batch 1, 8 and 64 three ways: through TensorFlow's C API in
 a separate process that does not import TF Python (the C++ loader and
 Session::Run that TF Serving uses; `serving/capi_contract.py`), through
 Keras `model.predict` in process, and through the exported
-`serving_default` signature called as a tf.function in process. Writes
-results/serving-<machine>.json and .md.
+`serving_default` signature called as a tf.function in process. Then the
+sentence-length curve: one sentence of 5, 20, 50 and 120 tokens through
+the C API (`LENGTHS`), since recurrent and Viterbi loops take one step per
+token. Writes results/serving-<machine>.json and .md.
 """
 
 import argparse
@@ -34,6 +36,15 @@ SENTENCES = [
     "committee Werner Zwingmann said on Wednesday consumers should buy "
     "sheepmeat from countries other than Britain .",
 ]
+
+
+LENGTHS = (5, 20, 50, 120)
+
+
+def sentence_of(length):
+    """A sentence of `length` tokens, cut from `SENTENCES` end to end."""
+    words = " ".join(SENTENCES).split()
+    return " ".join(words[i % len(words)] for i in range(length))
 
 
 def batch_of(size):
@@ -70,7 +81,8 @@ def main(argv=None):
     size_mb = export.export_size(path) / 1e6
 
     spec = {"signature": "serving_default", "repeat": args.repeats,
-            "requests": [{"text": batch_of(b)} for b in (1, 8, 64)]}
+            "requests": [{"text": batch_of(b)} for b in (1, 8, 64)]
+            + [{"text": [sentence_of(n)]} for n in LENGTHS]}
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run(
         [sys.executable, str(ROOT / "serving" / "capi_contract.py"), path],
@@ -78,10 +90,13 @@ def main(argv=None):
         check=True)
     capi = json.loads(done.stdout)
     rows = []
+    # The first call of each shape pays for graph setup: dropped.
     for b, response in zip((1, 8, 64), capi["responses"]):
-        # The first call of each shape pays for graph setup: drop it.
         rows.append(summarize("C API (TF Serving's loader)", b,
                               response["seconds"][1:]))
+    lengths = [dict(summarize("C API (TF Serving's loader)", 1,
+                              response["seconds"][1:]), tokens=n)
+               for n, response in zip(LENGTHS, capi["responses"][3:])]
 
     model = keras.saving.load_model(args.model, safe_mode=True)
     loaded = tf.saved_model.load(path)
@@ -111,8 +126,12 @@ def main(argv=None):
           f"{args.repeats} requests per row, one after another (C API in its "
           "own process; the two in-process paths interleaved).\n\n"
           + common.markdown_table(rows, ["batch", "path", "p50_ms", "p99_ms",
-                                         "sentences_per_s"]))
+                                         "sentences_per_s"])
+          + "\n\nOne sentence through the C API, by its length in tokens:"
+          "\n\n" + common.markdown_table(lengths, ["tokens", "p50_ms",
+                                                   "p99_ms"]))
     common.write(f"serving-{tag}", {"machine": machine, "rows": rows,
+                                    "lengths": lengths,
                                     "export_mb": size_mb,
                                     "capi_load_seconds": capi["load_seconds"]},
                  md)
