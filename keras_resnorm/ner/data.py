@@ -3,10 +3,13 @@ sentences come from.
 
 Any CoNLL-style NER corpus loads: one token a line with the token in the
 first column and the tag in the last, columns separated by spaces or tabs,
-a blank line between sentences, `-DOCSTART-` lines skipped. The files are
-read by our parser inside a `tfds.dataset_builders.ConllDatasetBuilder`, so
-TFDS prepares and caches them as it does its own `conll2003` dataset; the
-tag set is read from the training split.
+a blank line between sentences, a `-DOCSTART-` line before each document.
+The files are read by our parser inside a
+`tfds.dataset_builders.ConllDatasetBuilder`, so TFDS prepares and caches
+them as it does its own `conll2003` dataset; the tag set is read from the
+training split. Each sentence keeps the index of its document
+(`Corpus.documents`): a file without `-DOCSTART-` lines is one document per
+sentence, as is TFDS's own `conll2003`, which drops them.
 
 Where the corpus comes from (`find_corpus`): `--data-dir` or the
 `KERAS_RESNORM_CONLL_DIR` environment variable, else `../shared/data/conll2003`
@@ -44,14 +47,31 @@ ENV_DATA_DIR = "KERAS_RESNORM_CONLL_DIR"
 
 @dataclasses.dataclass
 class Corpus:
-    """Sentences of each split as `(tokens, tags)` pairs of string lists."""
+    """Sentences of each split as `(tokens, tags)` pairs of string lists,
+    and for each split where every sentence stands in the files
+    (`positions`: `(document, sentence in the document)` pairs aligned
+    with the sentences; a split without them is one document per
+    sentence)."""
 
     splits: dict
     tags: list
     source: str
+    positions: dict = dataclasses.field(default_factory=dict)
 
     def sentences(self, split):
         return self.splits[split]
+
+    def documents(self, split):
+        """The split's sentences grouped by document, each document's in
+        file order: a list of documents, each a list of `(tokens, tags)`."""
+        sentences = self.splits[split]
+        positions = self.positions.get(split) or [
+            (i, 0) for i in range(len(sentences))]
+        documents = collections.defaultdict(list)
+        for (document, position), sentence in sorted(
+                zip(positions, sentences), key=lambda pair: pair[0]):
+            documents[document].append(sentence)
+        return [documents[d] for d in sorted(documents)]
 
 
 # ----------------------------------------------------------------- parsing
@@ -90,7 +110,18 @@ def check_encoding(encoding, error=ValueError):
 
 
 def parse_conll(path, scheme="iob2", encoding="utf-8"):
-    """Yield `(tokens, tags)` for each sentence of a CoNLL-style file.
+    """Yield `(tokens, tags)` for each sentence of a CoNLL-style file
+    (`parse_conll_documents` says which document each is in).
+    """
+    for _, tokens, tags in parse_conll_documents(path, scheme, encoding):
+        yield tokens, tags
+
+
+def parse_conll_documents(path, scheme="iob2", encoding="utf-8"):
+    """Yield `(document, tokens, tags)` for each sentence of a CoNLL-style
+    file: `document` counts from 0 and grows at each `-DOCSTART-` line that
+    follows a sentence; in a file with no such line, every sentence is a
+    document of its own.
 
     `encoding` is the files' text encoding (several public NER corpora ship
     in ISO-8859-1: `encoding="latin-1"`, `--encoding latin-1`).
@@ -108,12 +139,17 @@ def parse_conll(path, scheme="iob2", encoding="utf-8"):
         raw = f.read()
     tokens, tags = [], []
     count = 0
+    documents = b"-DOCSTART-" in raw
+    document, started_at = 0, 0  # started_at: `count` at its -DOCSTART-
 
     def flush():
-        nonlocal tokens, tags, count
+        nonlocal tokens, tags, count, document
         if tokens:
             count += 1
-            yield tokens, (iob1_to_iob2(tags) if scheme == "iob1" else tags)
+            yield (document, tokens,
+                   iob1_to_iob2(tags) if scheme == "iob1" else tags)
+            if not documents:
+                document += 1
         tokens, tags = [], []
 
     for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
@@ -128,7 +164,12 @@ def parse_conll(path, scheme="iob2", encoding="utf-8"):
             ) from None
         line = line.rstrip("\r")
         columns = line.split()
-        if not columns or columns[0] == "-DOCSTART-":
+        if columns and columns[0] == "-DOCSTART-":
+            yield from flush()
+            if count > started_at:
+                document, started_at = document + 1, count
+            continue
+        if not columns:
             yield from flush()
             continue
         if len(columns) < 2:
@@ -169,8 +210,10 @@ def _builder_class():
                    skip_registration=True):
         """A CoNLL-style NER corpus from a local directory."""
 
-        VERSION = tfds.core.Version("1.0.0")
-        RELEASE_NOTES = {"1.0.0": "Token and NER tag columns."}
+        VERSION = tfds.core.Version("1.1.0")
+        RELEASE_NOTES = {"1.0.0": "Token and NER tag columns.",
+                         "1.1.0": "Each sentence's document and its "
+                                  "position in it."}
 
         def __init__(self, *, source_dir, scheme, encoding, **kwargs):
             self._source_dir = source_dir
@@ -195,6 +238,8 @@ def _builder_class():
                 ordered_features=collections.OrderedDict(
                     tokens=tfds.features.Sequence(tfds.features.Text()),
                     tags=tfds.features.Sequence(tfds.features.Text()),
+                    document=tfds.features.Scalar(tf.int32),
+                    position=tfds.features.Scalar(tf.int32),
                 ),
             )
             super().__init__(config=config, **kwargs)
@@ -223,22 +268,32 @@ def _builder_class():
             }
 
         def _generate_examples(self, filepaths):
-            for index, (tokens, tags) in enumerate(
-                parse_conll(filepaths, self._scheme, self._encoding)
+            # TFDS stores examples in the order of their keys' hashes; the
+            # document and position say where each sentence stood.
+            previous, position = None, 0
+            for index, (document, tokens, tags) in enumerate(
+                parse_conll_documents(filepaths, self._scheme,
+                                      self._encoding)
             ):
-                yield index, {"tokens": tokens, "tags": tags}
+                position = position + 1 if document == previous else 0
+                previous = document
+                yield index, {"tokens": tokens, "tags": tags,
+                              "document": document, "position": position}
 
     return ConllNer
 
 
 def _read_split(builder, split):
+    """The split's sentences and their `(document, position)` pairs."""
     import tensorflow_datasets as tfds
 
-    out = []
+    sentences, positions = [], []
     for example in tfds.as_numpy(builder.as_dataset(split=split)):
-        out.append(([t.decode() for t in example["tokens"]],
-                    [t.decode() for t in example["tags"]]))
-    return out
+        sentences.append(([t.decode() for t in example["tokens"]],
+                          [t.decode() for t in example["tags"]]))
+        positions.append((int(example["document"]),
+                          int(example["position"])))
+    return sentences, positions
 
 
 def load_conll_dir(data_dir, scheme="iob2", cache_dir=None,
@@ -262,8 +317,10 @@ def load_conll_dir(data_dir, scheme="iob2", cache_dir=None,
         # cache) prepared the same version first; read that one.
         builder = make()
         builder.download_and_prepare()
-    splits = {split: _read_split(builder, split) for split in SPLITS}
-    return Corpus(splits, tag_set(splits["train"]), os.path.abspath(data_dir))
+    read = {split: _read_split(builder, split) for split in SPLITS}
+    splits = {split: sentences for split, (sentences, _) in read.items()}
+    return Corpus(splits, tag_set(splits["train"]), os.path.abspath(data_dir),
+                  {split: positions for split, (_, positions) in read.items()})
 
 
 def load_tfds_conll2003(cache_dir=None):

@@ -22,6 +22,31 @@ def test_parses_spaces_tabs_docstart_and_reads_tags_from_train(conll_dir,
     assert corpus.tags == ["O", "B-ORG", "B-PER", "I-PER"]
 
 
+DOCUMENTS = ("-DOCSTART- O\n\nA B-PER\n\nb O\n\nc O\n\n-DOCSTART- O\n"
+             "-DOCSTART- O\n\nD B-LOC\n\n-DOCSTART- O\n\ne O\nf O\n")
+
+
+def test_documents_and_positions_survive_the_tfds_cache(conll_dir, tmp_path):
+    assert [d for d, _, _ in data.parse_conll_documents(
+        conll_dir({"x.txt": DOCUMENTS}) + "/x.txt")] == [0, 0, 0, 1, 2]
+    plain = "A B-PER\n\nb O\n\nc O\n"
+    corpus = data.load_conll_dir(conll_dir(three(DOCUMENTS, GOOD, plain)),
+                                 cache_dir=str(tmp_path / "tfds"))
+    words = [[[t for t in tokens] for tokens, _ in document]
+             for document in corpus.documents("train")]
+    # Three documents (two -DOCSTART- lines in a row start one), each in
+    # file order, whatever order TFDS stored the sentences in.
+    assert words == [[["A"], ["b"], ["c"]], [["D"]], [["e", "f"]]]
+    assert sorted(corpus.positions["train"]) == [
+        (0, 0), (0, 1), (0, 2), (1, 0), (2, 0)]
+    assert len(corpus.documents("valid")) == 1
+    # Without -DOCSTART- lines: a document per sentence.
+    assert sorted(len(d) for d in corpus.documents("test")) == [1, 1, 1]
+    bare = data.Corpus({"train": [(["x"], ["O"]), (["y"], ["O"])]}, ["O"],
+                       "memory")
+    assert bare.documents("train") == [[(["x"], ["O"])], [(["y"], ["O"])]]
+
+
 def test_iob1_converted_on_request(conll_dir, tmp_path):
     text = "Peter I-PER\nBlackburn I-PER\nin O\nBonn I-LOC\nCologne B-LOC\n"
     corpus = data.load_conll_dir(conll_dir(three(text, text, text)),
