@@ -17,7 +17,8 @@ scratch with the same budget on the same sentences (`benchmarks.peer_spacy`;
 `--no-peer` skips it). It writes results/ner-conll2003.json and .md, or
 results/ner-conll2003-train<N>.json/.md with `--max-train-sentences N`.
 `--ablation` trains each lever's variant (`ABLATION`) for every seed and
-writes results/ner-ablation.json/.md; `--variants` the norm/placement
+writes results/ner-ablation.json/.md (`-train<N>` with
+`--max-train-sentences N`); `--variants` the norm/placement
 variants of the previous Transformer tagger (`PREVIOUS`;
 results/ner-variants.*). No pretrained embeddings or language models are
 used anywhere.
@@ -45,12 +46,15 @@ TRANSFORMER = ["--recurrent-layers", "0", "--layers", "4", "--d-model", "128",
 # The tagger this project shipped before the BiLSTM block, hashed features
 # and CRF: what results/ner-variants.md measured (`--variants`).
 PREVIOUS = TRANSFORMER + ["--no-crf", "--hash-buckets", "0"]
-# Each lever taken away from the default model, one at a time.
+# Each lever of the default tagger changed, one at a time.
 ABLATION = [
-    ("default (BiLSTM block + hashed features + CRF)", []),
-    ("no CRF (softmax)", ["--no-crf"]),
+    ("default (4 window-CNN blocks, hashed features, CRF)", []),
+    ("a BiLSTM block instead of the window-CNN blocks",
+     ["--conv-layers", "0", "--recurrent-layers", "1"]),
+    ("batches of 32 sentences", ["--batch-size", "32"]),
+    ("word dropout 0.3", ["--word-dropout", "0.3"]),
     ("no hashed features", ["--hash-buckets", "0"]),
-    ("4 Transformer blocks instead of the BiLSTM block", TRANSFORMER),
+    ("mention replacement 0.3", ["--mention-replacement", "0.3"]),
 ]
 
 
@@ -195,13 +199,17 @@ def ablation(args, argv, machine):
             "epochs": statistics.fmean(r["epochs_run"] for r in runs[name]),
             "tokens/s": statistics.fmean(r["train_tokens_per_second"]
                                          for r in runs[name])})
-    md = (common.header(f"CoNLL-2003 ablation: each lever removed, "
+    size = (f"{args.max_train_sentences} training sentences"
+            if args.max_train_sentences else "all training sentences")
+    md = (common.header(f"CoNLL-2003 ablation: each lever changed, {size}, "
                         f"{minutes:g}-minute budget, seeds {args.seeds}",
                         "benchmarks.ner_conll2003", argv, machine)
           + "Test and dev entity-level micro F1 (seqeval), mean and range "
           f"over the seeds. Else running on the machine: {args.others}.\n\n"
           + common.markdown_table(rows, list(rows[0])) + "\n")
-    common.write("ner-ablation", {
+    name = "ner-ablation" + (f"-train{args.max_train_sentences}"
+                             if args.max_train_sentences else "")
+    common.write(name, {
         "machine": machine,
         "command": common.command("benchmarks.ner_conll2003", argv),
         "others_running": args.others,

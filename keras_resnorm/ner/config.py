@@ -137,12 +137,12 @@ class ModelConfig(_Schema):
                               "cut into windows, none dropped",
                               check=POSITIVE_INT)
     conv_layers: int = setting(
-        0, "window-CNN blocks (each in a ResidualWrapper) before the BiLSTM "
+        4, "window-CNN blocks (each in a ResidualWrapper) before the BiLSTM "
            "blocks", check=_check(check_int, minimum=0))
     conv_window: int = setting(1, "neighbours on each side that a window-CNN "
                                "block sees", check=POSITIVE_INT)
     recurrent_layers: int = setting(
-        1, "BiLSTM blocks (each in a ResidualWrapper) before the Transformer "
+        0, "BiLSTM blocks (each in a ResidualWrapper) before the Transformer "
            "blocks", check=_check(check_int, minimum=0))
     hash_buckets: int = setting(
         5000, "rows per hashed token feature (normalized form, prefix, "
@@ -190,8 +190,9 @@ class TrainConfig(_Schema):
         check=lambda name, value: check_encoding(value, error=ConfigError))
     cache_dir: str = setting(None, "TFDS cache directory")
     epochs: int = setting(30, "most epochs to train", check=POSITIVE_INT)
-    batch_size: int = setting(32, "sentences (windows) per batch",
-                              check=POSITIVE_INT)
+    batch_size: int = setting(
+        None, "sentences (windows) per batch (default: 16 below 5,000 "
+              "training sentences, else 32)", check=OPTIONAL_POSITIVE_INT)
     learning_rate: float = setting(1e-3, "peak AdamW learning rate (cosine "
                                    "decay after the warm-up)", check=POSITIVE)
     weight_decay: float = setting(0.01, "AdamW decoupled weight decay",
