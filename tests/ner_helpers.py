@@ -14,10 +14,11 @@ CAPI = pathlib.Path(__file__).resolve().parents[1] / "serving" / \
 
 
 def tiny_config(run_dir, **overrides):
-    # One BiLSTM block (the default) and one Transformer block, so both
-    # encoder paths run; dropout as low as the old default, so a few epochs
-    # on the built-in corpus learn.
-    model = ModelConfig(layers=1, heads=2, d_model=32, intermediate_dim=64,
+    # One block of each kind (window-CNN, BiLSTM, Transformer), so every
+    # encoder path runs; dropout low, so a few epochs on the built-in
+    # corpus learn.
+    model = ModelConfig(conv_layers=1, recurrent_layers=1, layers=1,
+                        heads=2, d_model=32, intermediate_dim=64,
                         word_dim=16, char_dim=8, char_filters=16,
                         max_length=32, dropout=0.1, hash_buckets=200,
                         hash_dim=8)

@@ -77,8 +77,8 @@ def test_model_flags_reach_the_config():
         .attention_dropout == 0.2
     assert TrainConfig.from_argv(["--dropout", "0.2", "--attention-dropout",
                                   "0.05"]).model.attention_dropout == 0.05
-    assert (default.crf, default.recurrent_layers, default.layers) == (
-        True, 1, 0)
+    assert (default.crf, default.conv_layers, default.recurrent_layers,
+            default.layers) == (True, 4, 0, 0)
     model = TrainConfig.from_argv([
         "--no-crf", "--hash-buckets", "0", "--recurrent-layers", "2",
         "--layers", "3", "--hash-dim", "16"]).model

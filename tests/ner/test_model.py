@@ -107,8 +107,9 @@ def test_hyper_placements_train_save_and_export(placement, tmp_path,
     config = tiny_config(tmp_path / "run", epochs=1)
     config.model.placement = placement
     config.model.expansion = 2
-    # The BiLSTM block alone, in a HyperConnection: the Transformer
-    # block's two more (each 20 Sinkhorn steps) doubled the test's time.
+    # The window-CNN and BiLSTM blocks alone, in HyperConnections: the
+    # Transformer block's two more (each 20 Sinkhorn steps) doubled the
+    # test's time.
     config.model.layers = 0
     tagger, metrics = train(config, builtin_corpus)
     assert np.isfinite(metrics["dev_entity"]["f1"])
