@@ -101,16 +101,28 @@ class TagLogits(keras.layers.Dense):
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
 class WindowConv(keras.layers.Layer):
-    """A token's `window` neighbours on each side, convolved (the branch of
-    the window-CNN blocks; spaCy's tok2vec encodes with such windows).
-
-    Padded positions (mask False) are zeroed before the convolution, so a
-    token's output does not depend on how far its batch was padded, and
-    the mask passes through unchanged.
+    """A token and its `window` neighbours on each side, convolved: the
+    branch of the tagger's window-CNN blocks (Collobert et al. 2011's
+    window approach; spaCy's tok2vec encodes with such windows).
 
     ```
     y_t = activation(W [x_{t-w}; ...; x_t; ...; x_{t+w}] + b)
     ```
+
+    Padded positions (mask False) are zeroed before the convolution, so a
+    token's output does not depend on how far its batch was padded (nor on
+    the padding's values), and the mask passes through unchanged.
+
+    Args:
+        units: output width. The tagger uses `d_model`.
+        window: neighbours on each side. Defaults to 1.
+        activation: Keras activation. Defaults to `"gelu"`.
+
+    Input shape: `(batch, time, features)`, with an optional bool mask
+    `(batch, time)`. Output shape: `(batch, time, units)`.
+
+    Reference: Collobert et al. 2011, "Natural Language Processing (Almost)
+    from Scratch", JMLR 12.
     """
 
     def __init__(self, units, window=1, activation="gelu", **kwargs):
