@@ -15,12 +15,16 @@ EXAMPLE = "EU rejects German call to boycott British lamb ."
 def _print_tags(tagger, sentences):
     for sentence, spans in zip(sentences, tagger.predict(sentences)):
         print(f"  {sentence}")
-        for span in spans:
-            print(f"    {span['type']:<5} {span['text']!r} tokens "
-                  f"[{span['start']}, {span['end']}) chars "
-                  f"[{span['char_start']}, {span['char_end']})")
-        if not spans:
-            print("    (no entity)")
+        _print_spans(spans)
+
+
+def _print_spans(spans):
+    for span in spans:
+        print(f"    {span['type']:<5} {span['text']!r} tokens "
+              f"[{span['start']}, {span['end']}) chars "
+              f"[{span['char_start']}, {span['char_end']})")
+    if not spans:
+        print("    (no entity)")
 
 
 def cmd_train(args, demo=False):
@@ -77,10 +81,20 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from keras_resnorm.ner.tagger import Tagger
+    from keras_resnorm.ner.tagger import Tagger, split_sentences
 
     tagger = Tagger.load(args.model)
-    if args.json:
+    if args.documents:
+        found = tagger.predict_documents(args.sentences)
+        if args.json:
+            print(json.dumps(found, indent=2))
+            return
+        for d, (text, sentences) in enumerate(zip(args.sentences, found)):
+            print(f"document {d + 1}:")
+            for tokens, spans in zip(split_sentences(text), sentences):
+                print(f"  {text[tokens[0][1]:tokens[-1][2]]}")
+                _print_spans(spans)
+    elif args.json:
         print(json.dumps(tagger.predict(args.sentences), indent=2))
     else:
         _print_tags(tagger, args.sentences)
@@ -159,8 +173,12 @@ def build_parser():
                          help="a saved tagger (.keras), e.g. RUN_DIR/best.keras")
     predict.add_argument("--json", action="store_true",
                          help="print the spans as JSON")
+    predict.add_argument("--documents", action="store_true",
+                         help="each argument is a document, split into "
+                              "sentences; character offsets count in it")
     predict.add_argument("sentences", nargs="+", help="raw text, one "
-                         "sentence an argument")
+                         "sentence (or with --documents one document) an "
+                         "argument")
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Python inference API: raw sentences in, entity spans out."""
+"""Python inference API: raw sentences or documents in, entity spans out."""
 
 import tensorflow as tf
 
@@ -24,6 +24,56 @@ def tokenize(text):
         cursor = start + len(token)
         out.append((token, start, cursor))
     return out
+
+
+# Tokens that end a sentence in raw text (`split_sentences`), unless the
+# word before is one of these titles and abbreviations (lower-cased); and
+# closing marks that stay with the sentence they directly follow.
+SENTENCE_ENDS = frozenset(".!?")
+ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof st jr sr gen col lt sgt rev gov sen rep inc co corp "
+    "ltd no vs etc jan feb mar apr jun jul aug sep sept oct nov dec".split())
+CLOSING = frozenset("\"')]}\u201d\u2019\u00bb")
+
+
+def split_sentences(text):
+    r"""`tokenize(text)` grouped into sentences.
+
+    A sentence ends at a line break, or after a `.`, `!` or `?` token
+    (with the closing quotes or brackets written right after it) unless
+    the `.` closes a title or abbreviation written right before it
+    (`ABBREVIATIONS`: "Mr.", "Inc."; "U.S." is one token already). The
+    rule is English-leaning: pass a document as a list of sentences to
+    split it yourself. Offsets stay those of `text`.
+
+    >>> [[t for t, _, _ in s] for s in split_sentences(
+    ...     'Mr. Li met "Anna." She left!\nEU rejects it')]
+    [['Mr', '.', 'Li', 'met', '"', 'Anna', '.', '"'], ['She', 'left', '!'], ['EU', 'rejects', 'it']]
+    """
+    sentences, current = [], []
+    ended = False
+    for token in tokenize(text):
+        word, start, _ = token
+        previous = current[-1] if current else (
+            sentences[-1][-1] if sentences else None)
+        touching = previous is not None and previous[2] == start
+        if ended and word in CLOSING and touching:
+            sentences[-1].append(token)
+            continue
+        if current and "\n" in text[current[-1][2]:start]:
+            sentences.append(current)
+            current = []
+        current.append(token)
+        ended = False
+        if word in SENTENCE_ENDS:
+            title = (len(current) > 1 and current[-2][2] == start
+                     and current[-2][0].lower() in ABBREVIATIONS)
+            if not title:
+                sentences.append(current)
+                current, ended = [], True
+    if current:
+        sentences.append(current)
+    return sentences
 
 
 def _as_list(name, value, what):
@@ -144,13 +194,66 @@ class Tagger:
                                 f"texts[{i}]={text!r}")
         tokenized = [tokenize(text) for text in texts]
         tags = self.tag_tokens([[t for t, _, _ in toks] for toks in tokenized])
-        results = []
-        for text, toks, sentence_tags in zip(texts, tokenized, tags):
-            spans = []
-            for kind, start, end in entity_spans(sentence_tags):
-                char_start, char_end = toks[start][1], toks[end - 1][2]
-                spans.append({"text": text[char_start:char_end], "type": kind,
-                              "start": start, "end": end,
-                              "char_start": char_start, "char_end": char_end})
-            results.append(spans)
-        return results
+        return [_spans(text, toks, sentence_tags)
+                for text, toks, sentence_tags in zip(texts, tokenized, tags)]
+
+    def predict_documents(self, documents):
+        """Entity spans of documents, sentence by sentence.
+
+        Args:
+            documents: a list of documents, each either raw text, which
+                `split_sentences` splits (line breaks, `.`, `!`, `?`), or
+                a list of sentence strings (`[["EU rejects German call .",
+                "Peter Blackburn"]]`), read as the sentences joined by
+                line breaks.
+
+        Returns:
+            One list per document, of one list of spans per sentence. The
+            spans are `predict`'s, with `start`/`end` counting the
+            sentence's tokens and `char_start`/`char_end` offsets into the
+            document's text (for a list of sentences, the sentences joined
+            by one line break each). Each sentence is tagged on its own:
+            the tagger does not use the rest of the document yet.
+
+        Raises:
+            TypeError: naming the argument when `documents` is not a list
+                of documents, or a document is neither a string nor a list
+                of strings.
+        """
+        documents = _as_list("documents", documents, "a list of documents, "
+                             "each a string or a list of sentence strings")
+        parsed = []  # (document text, sentences of (token, start, end))
+        for i, document in enumerate(documents):
+            if isinstance(document, str):
+                parsed.append((document, split_sentences(document)))
+                continue
+            sentences = _as_list(f"documents[{i}]", document,
+                                 "a string or a list of sentence strings")
+            groups, offset = [], 0
+            for j, sentence in enumerate(sentences):
+                if not isinstance(sentence, str):
+                    raise TypeError(
+                        f"documents[{i}][{j}] must be a string (one "
+                        f"sentence). Received: documents[{i}][{j}]="
+                        f"{sentence!r}")
+                groups.append([(t, a + offset, b + offset)
+                               for t, a, b in tokenize(sentence)])
+                offset += len(sentence) + 1
+            parsed.append(("\n".join(sentences), groups))
+        tags = iter(self.tag_tokens([[t for t, _, _ in sentence]
+                                     for _, groups in parsed
+                                     for sentence in groups]))
+        return [[_spans(text, sentence, next(tags)) for sentence in groups]
+                for text, groups in parsed]
+
+
+def _spans(text, tokens, tags):
+    """Span dicts of one sentence's IOB2 `tags` over `tokens`
+    (`(token, char_start, char_end)` into `text`)."""
+    spans = []
+    for kind, start, end in entity_spans(tags):
+        char_start, char_end = tokens[start][1], tokens[end - 1][2]
+        spans.append({"text": text[char_start:char_end], "type": kind,
+                      "start": start, "end": end,
+                      "char_start": char_start, "char_end": char_end})
+    return spans

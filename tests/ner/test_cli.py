@@ -45,6 +45,18 @@ def test_predict_and_evaluate_commands(demo_run, builtin_corpus, capsys):
         assert set(span) == {"text", "type", "start", "end", "char_start",
                              "char_end"}
         assert text[span["char_start"]:span["char_end"]] == span["text"]
+    # A document: sentences found, offsets into the whole text.
+    document = "EU rejects it .\n" + text
+    cli.main(["ner", "predict", "--model", model, "--json", "--documents",
+              document])
+    [[first, second]] = json.loads(capsys.readouterr().out)
+    assert [s["text"] for s in second] == [s["text"] for s in spans]
+    for span in first + second:
+        assert document[span["char_start"]:span["char_end"]] == span["text"]
+    cli.main(["ner", "predict", "--model", model, "--documents", document])
+    printed = capsys.readouterr().out
+    assert printed.startswith("document 1:\n  EU rejects it .\n")
+    assert f"  {text}\n" in printed
     cli.main(["ner", "evaluate", "--model", model, "--data-dir",
               builtin_corpus.source, "--split", "valid"])
     out = capsys.readouterr().out

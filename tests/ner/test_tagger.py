@@ -68,8 +68,42 @@ def test_pasted_unicode_text_gets_spans_of_whole_words(tagger):
             assert span["text"] != "\u0301"
 
 
+def test_documents_give_each_sentence_predict_spans_at_document_offsets(
+        tagger):
+    sentences = ["Anna Kovacs visited Norvale .", "EU rejects German call .",
+                 "Mr. Ravi Menon left Port Emery !"]
+    alone = tagger.predict(sentences)
+    text = "  ".join(sentences[:2]) + "\n" + sentences[2]
+    as_text, as_list = tagger.predict_documents([text, sentences])
+    joined = "\n".join(sentences)
+    for document, spans in ((text, as_text), (joined, as_list)):
+        assert len(spans) == 3  # "Mr." ends no sentence
+        for sentence, got, expected in zip(sentences, spans, alone):
+            assert [(s["text"], s["type"], s["start"], s["end"])
+                    for s in got] == [(s["text"], s["type"], s["start"],
+                                       s["end"]) for s in expected]
+            offset = document.index(sentence)
+            for span, one in zip(got, expected):
+                assert span["char_start"] == one["char_start"] + offset
+                assert document[span["char_start"]:span["char_end"]] == \
+                    span["text"]
+    # Empty documents and sentences are fine; bad ones are named.
+    assert tagger.predict_documents(["", [], [""]]) == [[], [], [[]]]
+    with pytest.raises(TypeError, match=r"documents\[1\]\[0\] must be a "
+                       r"string \(one sentence\). Received: "
+                       r"documents\[1\]\[0\]=\['EU'\]"):
+        tagger.predict_documents(["EU", [["EU"]]])
+    with pytest.raises(TypeError, match=r"Received: documents=None"):
+        tagger.predict_documents(None)
+    with pytest.raises(TypeError, match=r"documents\[0\] must be a string "
+                       r"or a list of sentence strings. Received: "
+                       r"documents\[0\]=5"):
+        tagger.predict_documents([5])
+
+
 def test_predict_and_tag_tokens_are_documented():
-    for method in (Tagger.predict, Tagger.tag_tokens):
+    for method in (Tagger.predict, Tagger.tag_tokens,
+                   Tagger.predict_documents):
         assert method.__doc__ and "Raises:" in method.__doc__
 
 
