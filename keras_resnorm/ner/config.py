@@ -190,9 +190,8 @@ class TrainConfig(_Schema):
         check=lambda name, value: check_encoding(value, error=ConfigError))
     cache_dir: str = setting(None, "TFDS cache directory")
     epochs: int = setting(30, "most epochs to train", check=POSITIVE_INT)
-    batch_size: int = setting(
-        None, "sentences (windows) per batch (default: 16 below 5,000 "
-              "training sentences, else 32)", check=OPTIONAL_POSITIVE_INT)
+    batch_size: int = setting(32, "sentences (windows) per batch",
+                              check=POSITIVE_INT)
     learning_rate: float = setting(1e-3, "peak AdamW learning rate (cosine "
                                    "decay after the warm-up)", check=POSITIVE)
     weight_decay: float = setting(0.01, "AdamW decoupled weight decay",

@@ -23,22 +23,6 @@ def windows(tokens, tags, max_length):
 
 
 BUCKETS = (16, 32, 64, 128, 256, 512)
-# The default batch size (`batch_size=None`): a corpus smaller than
-# SMALL_CORPUS sentences trains on batches of 16, so it gets twice the
-# updates per epoch; a larger one on batches of 32.
-SMALL_CORPUS = 5000
-
-
-def default_batch_size(num_sentences, replicas=1):
-    """Sentences per batch for a corpus of `num_sentences` training
-    sentences: 16 below `SMALL_CORPUS`, else 32, rounded up to a multiple
-    of `replicas` so every replica gets an equal share.
-
-    >>> default_batch_size(1000), default_batch_size(14041, replicas=3)
-    (16, 33)
-    """
-    size = 16 if num_sentences < SMALL_CORPUS else 32
-    return -(-size // replicas) * replicas
 
 
 def bucket_lengths(max_length):
