@@ -76,17 +76,22 @@ def window_starts(length, max_length):
 
 
 def split_windows(tokens, max_length):
-    """`[batch, width]` tokens -> `([batch * n, max_length], n)` windows.
+    """`[batch, width]` tokens -> `([batch * n, size], n)` windows.
 
-    The graph form of `window_starts`: each row is padded with `PAD` to `n`
-    whole windows, `n = max(1, ceil(width / max_length))` (at least one, so
-    an empty batch or sentence still has a defined, all-padding result).
+    The graph form of `window_starts`: windows of `size = min(width,
+    max_length)` tokens (at least 1), each row padded with `PAD` to `n`
+    whole windows, `n = max(1, ceil(width / size))`. A batch no wider than
+    `max_length` is one window as it is, not padded to `max_length`: the
+    tagger's work (the CRF's Viterbi steps among it) follows the batch's
+    length. An empty batch or sentence still has a defined, all-padding
+    result.
     """
     batch, width = tf.shape(tokens)[0], tf.shape(tokens)[1]
-    n = tf.maximum(1, (width + max_length - 1) // max_length)
-    padded = tf.pad(tokens, [[0, 0], [0, n * max_length - width]],
+    size = tf.maximum(1, tf.minimum(width, max_length))
+    n = tf.maximum(1, (width + size - 1) // size)
+    padded = tf.pad(tokens, [[0, 0], [0, n * size - width]],
                     constant_values=PAD)
-    return tf.reshape(padded, [batch * n, max_length]), n
+    return tf.reshape(padded, [batch * n, size]), n
 
 
 def join_windows(values, batch, n, width):

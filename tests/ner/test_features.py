@@ -105,17 +105,21 @@ def test_windows_in_python_and_in_the_graph_agree():
         batch = np.array([tokens] * 3, dtype=str).reshape(3, width)
         flat, n = features_lib.split_windows(tf.constant(batch), limit)
         assert int(n) == max(1, len(starts))
+        # Windows as wide as the batch, up to the limit: a short batch is
+        # not padded to the limit.
+        size = max(1, min(width, limit))
+        assert tuple(flat.shape) == (3 * int(n), size)
         rows = strings(flat[:int(n)]) if width else []
         assert [t for t in rows if t] == tokens
-        values = tf.constant(rng.integers(0, 9, size=(3 * int(n), limit)))
+        values = tf.constant(rng.integers(0, 9, size=(3 * int(n), size)))
         joined = features_lib.join_windows(values, 3, n, width)
         np.testing.assert_array_equal(
             joined, np.asarray(values).reshape(3, -1)[:, :width])
     empty = tf.zeros([0, 5], tf.string)
     flat, n = features_lib.split_windows(empty, limit)
-    assert tuple(flat.shape) == (0, limit)
+    assert tuple(flat.shape) == (0, 5)
     assert tuple(features_lib.join_windows(
-        tf.zeros([0, limit]), 0, n, 5).shape) == (0, 5)
+        tf.zeros([0, 5]), 0, n, 5).shape) == (0, 5)
 
 
 @pytest.mark.parametrize("text, tokens", [
