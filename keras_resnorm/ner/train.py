@@ -145,9 +145,10 @@ def train(config, corpus=None, extra_callbacks=()):
     strategy = distribute.make_strategy(config.strategy, config.cpu_devices,
                                         config.cluster_timeout)
     chief = distribute.is_chief(strategy)
-    if config.batch_size:
-        distribute.check_batch_size(config.batch_size, strategy)
+    distribute.check_batch_size(config.batch_size, strategy)
     config, resumed = resume.prepare(config, chief)
+    # A resumed run trains with its saved batch size: it must split too.
+    distribute.check_batch_size(config.batch_size, strategy)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     write_dir = config.run_dir if chief else tempfile.mkdtemp(
@@ -164,7 +165,6 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
            write_dir):
     """The run, as the steps a reader can follow one by one."""
     corpus, train_sentences = _load_corpus(config, corpus, strategy)
-    config = _fit_batch_size(config, train_sentences, strategy)
     vocab = _vocabulary(config, train_sentences, corpus.tags, resumed,
                         write_dir)
     # Seeded here, not earlier: preparing a corpus through TFDS the first
@@ -216,20 +216,6 @@ def _load_corpus(config, corpus, strategy):
           f"({strategy.num_replicas_in_sync} replicas), precision "
           f"{config.precision}")
     return corpus, train_sentences
-
-
-def _fit_batch_size(config, train_sentences, strategy):
-    """The config with its batch size: the given one (a resumed run's is
-    the saved one), which must split over the replicas, or the corpus's
-    (`pipeline.default_batch_size`)."""
-    if config.batch_size:
-        distribute.check_batch_size(config.batch_size, strategy)
-        return config
-    size = pipeline.default_batch_size(len(train_sentences),
-                                       strategy.num_replicas_in_sync)
-    print(f"batch size {size} (for {len(train_sentences)} training "
-          "sentences; --batch-size sets another)")
-    return dataclasses.replace(config, batch_size=size)
 
 
 def _vocabulary(config, train_sentences, tags, resumed, write_dir):
