@@ -7,6 +7,7 @@ import collections
 import random
 
 import tensorflow as tf
+from seqeval.metrics.sequence_labeling import get_entities
 
 from keras_resnorm.ner import features as features_lib
 from keras_resnorm.ner.features import PAD
@@ -44,8 +45,6 @@ def mention_pool(pieces):
     """`{(type, length): [tokens of a mention, ...]}` over `pieces`
     (`(tokens, tags)` with IOB2 tags), each distinct mention once, in
     the order first seen."""
-    from seqeval.metrics.sequence_labeling import get_entities
-
     pool = collections.defaultdict(dict)
     for tokens, tags in pieces:
         for kind, start, end in get_entities(list(tags)):
@@ -60,8 +59,6 @@ def replace_mentions(tokens, tags, pool, rate, rng):
     length drawn from `pool` (`mention_pool`). The tags stay as they are,
     and so does the sentence's length (and with it the batch it falls in).
     """
-    from seqeval.metrics.sequence_labeling import get_entities
-
     tokens = list(tokens)
     for kind, start, end in get_entities(list(tags)):
         if rng.random() < rate:
