@@ -16,9 +16,10 @@ invocation, interleaved after the first seed, trains spaCy's NER from
 scratch with the same budget on the same sentences (`benchmarks.peer_spacy`;
 `--no-peer` skips it). It writes results/ner-conll2003.json and .md, or
 results/ner-conll2003-train<N>.json/.md with `--max-train-sentences N`.
-`--ablation` trains each lever's variant (`ABLATION`) for every seed and
-writes results/ner-ablation.json/.md (`-train<N>` with
-`--max-train-sentences N`); `--variants` the norm/placement
+`--ablation` trains each lever's variant (`ABLATION`; `--levers` picks
+some) for every seed and writes results/ner-ablation.json/.md
+(`-train<N>` with `--max-train-sentences N`, then the levers' keys when
+only some ran); `--variants` the norm/placement
 variants of the previous Transformer tagger (`PREVIOUS`;
 results/ner-variants.*). No pretrained embeddings or language models are
 used anywhere.
@@ -47,14 +48,21 @@ TRANSFORMER = ["--recurrent-layers", "0", "--layers", "4", "--d-model", "128",
 # and CRF: what results/ner-variants.md measured (`--variants`).
 PREVIOUS = TRANSFORMER + ["--no-crf", "--hash-buckets", "0"]
 # Each lever of the default tagger changed, one at a time.
+# The ablation's levers: key (for --levers), what changes, the flags.
 ABLATION = [
-    ("default (4 window-CNN blocks, hashed features, CRF)", []),
-    ("a BiLSTM block instead of the window-CNN blocks",
+    ("default", "default (4 window-CNN blocks, hashed features, CRF, "
+                "sentences alone)", []),
+    ("bilstm", "a BiLSTM block instead of the window-CNN blocks",
      ["--conv-layers", "0", "--recurrent-layers", "1"]),
-    ("batches of 32 sentences", ["--batch-size", "32"]),
-    ("word dropout 0.3", ["--word-dropout", "0.3"]),
-    ("no hashed features", ["--hash-buckets", "0"]),
-    ("mention replacement 0.3", ["--mention-replacement", "0.3"]),
+    ("batch16", "batches of 16 sentences", ["--batch-size", "16"]),
+    ("dropout", "word dropout 0.3", ["--word-dropout", "0.3"]),
+    ("nohash", "no hashed features", ["--hash-buckets", "0"]),
+    ("mentions-aug", "mention replacement 0.3",
+     ["--mention-replacement", "0.3"]),
+    ("context-neighbours", "document context: neighbouring sentences",
+     ["--document-context", "neighbours"]),
+    ("context-mentions", "document context: other mentions",
+     ["--document-context", "mentions"]),
 ]
 
 
@@ -180,16 +188,18 @@ def main_benchmark(args, argv, machine):
 
 def ablation(args, argv, machine):
     minutes = args.minutes or 3.0
-    runs = {name: [] for name, _ in ABLATION}
+    levers = [lever for lever in ABLATION
+              if args.levers is None or lever[0] in args.levers]
+    runs = {name: [] for _, name, _ in levers}
     # Seeds outermost: the variants interleave, so a slow stretch of the
     # machine does not fall on one variant's runs only.
     for seed in args.seeds:
-        for i, (name, flags) in enumerate(ABLATION):
+        for key, name, flags in levers:
             runs[name].append(run(
                 args, flags, minutes, seed,
-                os.path.join(args.run_root, f"ablation-{i}-seed{seed}")))
+                os.path.join(args.run_root, f"ablation-{key}-seed{seed}")))
     rows = []
-    for name, flags in ABLATION:
+    for _, name, flags in levers:
         test = summary(runs[name], "test_entity_f1")
         dev = summary(runs[name], "dev_entity_f1")
         rows.append({
@@ -209,6 +219,8 @@ def ablation(args, argv, machine):
           + common.markdown_table(rows, list(rows[0])) + "\n")
     name = "ner-ablation" + (f"-train{args.max_train_sentences}"
                              if args.max_train_sentences else "")
+    if len(levers) < len(ABLATION):  # a chosen few: a file of their own
+        name += "-" + "-".join(k for k, _, _ in levers if k != "default")
     common.write(name, {
         "machine": machine,
         "command": common.command("benchmarks.ner_conll2003", argv),
@@ -259,6 +271,9 @@ def main(argv=None):
     parser.add_argument("--no-peer", action="store_true",
                         help="skip the spaCy run")
     parser.add_argument("--ablation", action="store_true")
+    parser.add_argument("--levers", nargs="+", default=None,
+                        choices=[k for k, _, _ in ABLATION],
+                        help="the ablation's levers to run (default: all)")
     parser.add_argument("--variants", action="store_true")
     parser.add_argument("--run-root", default=os.path.join("runs", "bench"))
     parser.add_argument("--others", default="not recorded",

@@ -65,15 +65,21 @@ def cmd_train(args, demo=False):
 def cmd_evaluate(args):
     from keras_resnorm.ner import data
     from keras_resnorm.ner.errors import load_keras_archive
+    from keras_resnorm.ner.context import split_with_contexts
     from keras_resnorm.ner.evaluate import evaluate
+    from keras_resnorm.ner.model import context_settings
 
     model = load_keras_archive(args.model)
     corpus = data.find_corpus(args.data_dir, args.download, args.cache_dir,
                               args.scheme, encoding=args.encoding)
-    sentences = corpus.sentences(args.split)
+    # A tagger with document context reads each sentence with its document.
+    mode, budget = context_settings(model)
+    sentences, contexts = split_with_contexts(corpus, args.split, mode,
+                                              budget)
     print(f"scoring the {args.split} split of {corpus.source}: "
-          f"{len(sentences)} sentences")
-    result = evaluate(model, sentences)
+          f"{len(sentences)} sentences"
+          + (f", document context: {mode}" if contexts else ""))
+    result = evaluate(model, sentences, contexts=contexts)
     print(result["report"])
     print(json.dumps({"entity": {k: v for k, v in result["entity"].items()
                                  if k != "per_type"},

@@ -34,6 +34,7 @@ from keras_resnorm._checks import (
     check_rate,
 )
 from keras_resnorm.layers.normalization import NORMALIZATIONS
+from keras_resnorm.ner.context import MODES
 from keras_resnorm.ner.data import SCHEMES, check_encoding
 from keras_resnorm.ner.distribute import PRECISIONS, STRATEGIES
 from keras_resnorm.ner.errors import ConfigError
@@ -149,6 +150,12 @@ class ModelConfig(_Schema):
               "suffix, shape); 0: off", check=_check(check_int, minimum=0))
     hash_dim: int = setting(32, "embedding size of each hashed feature")
     crf: bool = setting(True, "linear-chain CRF output (Viterbi decoding)")
+    document_context: str = setting(
+        "none", "read each sentence with tokens of its document: the "
+                "neighbouring sentences, or the other mentions of its "
+                "name-like words (context.py)", choices=MODES)
+    context_tokens: int = setting(64, "most document-context tokens per "
+                                  "sentence", check=POSITIVE_INT)
     expansion: int = setting(4, "residual streams of --placement hyper/mhc",
                              check=POSITIVE_INT)
 
@@ -163,6 +170,12 @@ class ModelConfig(_Schema):
             raise ConfigError(
                 "hash_dim must be a positive int when hash_buckets > 0. "
                 f"Received: hash_dim={self.hash_dim!r}")
+        if self.document_context != "none" and not self.hash_buckets:
+            raise ConfigError(
+                "document_context needs hashed features (it matches words "
+                "by their hashed normalized form). Received: "
+                f"document_context={self.document_context!r}, "
+                f"hash_buckets={self.hash_buckets}")
         if self.layers and self.d_model % self.heads:
             raise ConfigError(
                 "d_model must be divisible by heads when layers > 0. "
@@ -248,6 +261,15 @@ class TrainConfig(_Schema):
                                 "(default: at epoch ends only)",
                                 check=OPTIONAL_POSITIVE_INT)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+
+    def _validate_together(self):
+        if self.mention_replacement and self.model.document_context != "none":
+            raise ConfigError(
+                "mention_replacement cannot be combined with "
+                "document_context yet (the context would still name the "
+                "replaced mention). Received: mention_replacement="
+                f"{self.mention_replacement}, document_context="
+                f"{self.model.document_context!r}")
 
     RUNTIME = ("strategy", "cpu_devices", "cluster_timeout", "overwrite",
                "max_minutes", "cache_dir")

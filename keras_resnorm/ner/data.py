@@ -61,12 +61,16 @@ class Corpus:
     def sentences(self, split):
         return self.splits[split]
 
-    def documents(self, split):
+    def documents(self, split, limit=None):
         """The split's sentences grouped by document, each document's in
-        file order: a list of documents, each a list of `(tokens, tags)`."""
+        file order: a list of documents, each a list of `(tokens, tags)`.
+        With `limit`, only the first `limit` sentences of
+        `sentences(split)` (the subset `max_train_sentences` trains on)."""
         sentences = self.splits[split]
         positions = self.positions.get(split) or [
             (i, 0) for i in range(len(sentences))]
+        if limit:
+            sentences, positions = sentences[:limit], positions[:limit]
         documents = collections.defaultdict(list)
         for (document, position), sentence in sorted(
                 zip(positions, sentences), key=lambda pair: pair[0]):

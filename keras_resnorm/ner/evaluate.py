@@ -13,7 +13,8 @@ from keras_resnorm.ner.features import PAD, window_starts
 from keras_resnorm.ner.model import decoder, max_length, tag_names
 
 
-def predict_tags(model, token_lists, batch_size=64, forward=None):
+def predict_tags(model, token_lists, batch_size=64, forward=None,
+                 contexts=None):
     """Tags for each token list; long sentences go through in windows.
 
     Args:
@@ -21,6 +22,9 @@ def predict_tags(model, token_lists, batch_size=64, forward=None):
         token_lists: list of lists of token strings.
         batch_size: sentences per forward pass.
         forward: optional compiled `make_forward(model)`.
+        contexts: optional document context of each token list
+            (`context.py`), appended to each of its windows; only the
+            window's own tokens are tagged.
 
     Returns:
         A list of tag lists, one tag per input token.
@@ -28,20 +32,23 @@ def predict_tags(model, token_lists, batch_size=64, forward=None):
     tags = tag_names(model)
     limit = max_length(model)
     forward = forward or make_forward(model)
-    pieces = []  # (sentence index, window start, tokens)
-    for i, tokens in enumerate(token_lists):
+    if contexts is None:
+        contexts = [[]] * len(token_lists)
+    pieces = []  # (sentence index, window start, window, row)
+    for i, (tokens, context) in enumerate(zip(token_lists, contexts)):
         for start in window_starts(len(tokens), limit):
-            pieces.append((i, start, tokens[start:start + limit]))
-    order = sorted(range(len(pieces)), key=lambda k: len(pieces[k][2]))
+            window = tokens[start:start + limit]
+            pieces.append((i, start, window, list(window) + context))
+    order = sorted(range(len(pieces)), key=lambda k: len(pieces[k][3]))
     out = [["O"] * len(tokens) for tokens in token_lists]
     for b in range(0, len(order), batch_size):
         chunk = [pieces[k] for k in order[b:b + batch_size]]
-        width = max(len(p[2]) for p in chunk)
+        width = max(len(p[3]) for p in chunk)
         batch = np.full((len(chunk), width), PAD, dtype=object)
-        for row, (_, _, window) in enumerate(chunk):
-            batch[row, : len(window)] = window
+        for row, (_, _, _, tokens) in enumerate(chunk):
+            batch[row, : len(tokens)] = tokens
         ids = np.asarray(forward(tf.constant(batch.astype(str)))[0])
-        for row, (i, start, window) in enumerate(chunk):
+        for row, (i, start, window, _) in enumerate(chunk):
             for j in range(len(window)):
                 out[i][start + j] = tags[ids[row, j]]
     return out
@@ -68,8 +75,9 @@ def entity_scores(true_tags, pred_tags):
             "per_type": per_type}
 
 
-def evaluate(model, sentences, batch_size=64, forward=None):
-    """Score `model` on `(tokens, tags)` sentences.
+def evaluate(model, sentences, batch_size=64, forward=None, contexts=None):
+    """Score `model` on `(tokens, tags)` sentences (read with `contexts`,
+    `predict_tags`', when given).
 
     Returns a dict with `entity` (micro precision/recall/F1 and per type,
     the standard metric), `token_accuracy` (all tokens, `O` included), and
@@ -81,7 +89,7 @@ def evaluate(model, sentences, batch_size=64, forward=None):
 
     tokens = [t for t, _ in sentences]
     true_tags = [g for _, g in sentences]
-    pred_tags = predict_tags(model, tokens, batch_size, forward)
+    pred_tags = predict_tags(model, tokens, batch_size, forward, contexts)
     flat_true = [t for tags in true_tags for t in tags]
     flat_pred = [t for tags in pred_tags for t in tags]
     accuracy = float(np.mean(np.array(flat_true) == np.array(flat_pred)))

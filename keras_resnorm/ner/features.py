@@ -16,6 +16,10 @@ the TF Serving export apply the same ones:
   last three characters and the word shape (`Xxxx`, `dd`, runs cut to four),
   each hashed into `hash_buckets` rows, so rare and unseen words still get
   informative embeddings;
+- document context (`CONTEXT_SEPARATOR`, `scored_mask`): a row may carry,
+  after its sentence, a separator and tokens from elsewhere in the
+  document (`context.py` chooses them), which the model reads and never
+  scores;
 - padding (`PAD`, the empty string) and the long-sentence policy: a
   sentence longer than the model's `max_length` is cut into consecutive
   windows of `max_length` tokens (`window_starts` in Python for training
@@ -40,7 +44,11 @@ HASHED = ("norm", "prefix", "suffix", "shape")
 # and the zero-width characters that join nothing (zero-width space, word
 # joiner, byte-order mark). Text pasted from a web page or a word processor
 # carries these between words.
-SEPARATORS = r"[\p{Z}\t\n\x0B\f\r\x{85}\x{200B}\x{2060}\x{FEFF}]"
+# The ASCII information separators \x1C-\x1F are whitespace to Python's
+# str.split too; one of them marks document context (CONTEXT_SEPARATOR),
+# so text can never produce it.
+SEPARATORS = (r"[\p{Z}\t\n\x0B\f\r\x1C-\x1F\x{85}\x{200B}\x{2060}"
+              r"\x{FEFF}]")
 # Word characters: letters, digits and combining marks (so "Cafe" plus
 # U+0301 stays one word, as "Café" does), the zero-width (non-)joiners that
 # several scripts write inside words, and the underscore.
@@ -64,6 +72,23 @@ def tokenize_text(texts):
     spaced = tf.strings.regex_replace(texts, SEPARATORS, " ")
     spaced = tf.strings.regex_replace(spaced, TOKEN_PATTERN, r" \1 ")
     return tf.strings.split(spaced)
+
+
+# A row of model input is a sentence (or a window of one), then optionally
+# this token and context tokens from the same document: the model reads
+# them, and nothing after the first separator is scored, trained on or
+# returned. The ASCII record separator, which `tokenize_text` never emits.
+CONTEXT_SEPARATOR = "\x1e"
+
+
+def scored_mask(tokens):
+    """True on the tokens of a row that are tagged: real (not `PAD`) and
+    before the first `CONTEXT_SEPARATOR`. Without context, `tokens != PAD`.
+    """
+    tokens = tf.convert_to_tensor(tokens, tf.string)
+    context = tf.cumsum(tf.cast(tf.equal(tokens, CONTEXT_SEPARATOR),
+                                tf.int32), axis=-1) > 0
+    return tf.not_equal(tokens, PAD) & tf.logical_not(context)
 
 
 def window_starts(length, max_length):

@@ -8,6 +8,8 @@ core:  word embedding | character CNN | casing embedding | [hash embedding]
   ->  [window-CNN blocks, each in a ResidualWrapper]
   ->  [BiLSTM blocks, each in a ResidualWrapper]
   ->  [TransformerEncoder (keras_resnorm)]
+  ->  [MentionPool: the other occurrences of each word in the row, with
+       document context (context.py)]
   ->  TagLogits (Dense over the tag set, which it stores)  ->  [CRF]
 ```
 
@@ -153,6 +155,73 @@ class WindowConv(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="keras_resnorm")
+class MentionPool(keras.layers.Layer):
+    """Each token's mean encoding over the other occurrences of its word
+    in the row, and whether there is one: the document-level signal of a
+    tagger that reads its sentences with document context (`context.py`).
+
+    ```
+    m_ij = [key_i = key_j] * e_i * e_j * [i != j]
+    y_i  = [ sum_j m_ij h_j / max(1, sum_j m_ij) ;  [sum_j m_ij > 0] ]
+    ```
+
+    `key` is the hashed normalized form of the token (the `"norm"` column
+    of `hash_ids`, `features.HASHED`) and `e` is True on
+    real tokens that may be part of a name (title case, all caps, or a
+    casing class of its own, as a word of a caseless script has). The
+    tagger adds `Dense(LayerNorm(y))` to its stream, so a word reads how
+    it is used elsewhere in its document ("Leeds" next to "beat" and
+    "2-1"), as in Krishnan & Manning 2006's second stage, but learned end
+    to end and without any tag as input.
+
+    The layer also stores how the tagger builds its rows (`context`, a
+    mode of `context.MODES`, and `context_tokens`), which `Tagger` and
+    the evaluation read back from a saved model.
+
+    Call arguments: `inputs` `(batch, time, features)`, `hash_ids` int
+    `(batch, time, len(HASHED))`, `case_ids` int `(batch, time)`, `mask`
+    bool `(batch, time)`. Output
+    shape: `(batch, time, features + 1)`.
+
+    Reference: Krishnan & Manning 2006, "An Effective Two-Stage Model for
+    Exploiting Non-Local Dependencies in Named Entity Recognition", ACL.
+    """
+
+    # The casing classes of `features.CASES` that may start a name.
+    NAME_CASES = (CASES.index("upper"), CASES.index("title"),
+                  CASES.index("other"))
+
+    def __init__(self, context="mentions", context_tokens=64, **kwargs):
+        super().__init__(**kwargs)
+        self.context = context
+        self.context_tokens = context_tokens
+        self.supports_masking = True
+
+    def call(self, inputs, hash_ids, case_ids, mask):
+        keys = hash_ids[..., features_lib.HASHED.index("norm")]
+        eligible = tf.cast(mask, tf.bool) & tf.reduce_any(
+            tf.equal(case_ids[..., None],
+                     tf.constant(self.NAME_CASES, case_ids.dtype)), axis=-1)
+        same = tf.equal(keys[:, :, None], keys[:, None, :])
+        same &= eligible[:, :, None] & eligible[:, None, :]
+        time = tf.shape(keys)[1]
+        same &= tf.logical_not(tf.eye(time, dtype=tf.bool))[None]
+        weights = tf.cast(same, inputs.dtype)
+        count = tf.reduce_sum(weights, axis=-1, keepdims=True)
+        pooled = tf.matmul(weights, inputs) / tf.maximum(count, 1.0)
+        return tf.concat([pooled, tf.minimum(count, 1.0)], axis=-1)
+
+    def compute_output_shape(self, input_shape, *args, **kwargs):
+        return tuple(input_shape[:-1]) + (input_shape[-1] + 1,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"context": self.context,
+                       "context_tokens": self.context_tokens})
+        return config
+
+
 def _encoder_block(config, layer, index, name):
     """`layer` (a window convolution or a BiLSTM) in a ResidualWrapper (or,
     for the hyper placements, a HyperConnection): the wrappers take any
@@ -223,8 +292,12 @@ def build_model(config, vocabulary, characters, tags):
     h = keras.layers.Concatenate(name="features")(parts)
     h = keras.layers.Dense(config.d_model, name="input_projection")(h)
     if config.layers:
+        # A row is a window and, with document context, its context.
+        rows = config.max_length + (config.context_tokens
+                                    if config.document_context != "none"
+                                    else 0)
         positions = keras_nlp.layers.PositionEmbedding(
-            config.max_length, name="position_embedding")(h)
+            rows, name="position_embedding")(h)
         h = keras.layers.Add(name="add_positions")([h, positions])
     h = keras.layers.Dropout(config.dropout, name="input_dropout")(h)
     blocks = _encoder_blocks(config)
@@ -250,6 +323,16 @@ def build_model(config, vocabulary, characters, tags):
     elif blocks and placements.is_pre_norm(config.placement):
         # A pre-norm stack ends with a norm (TransformerEncoder adds its own).
         h = normalization(config.norm, name="final_norm")(h)
+    if config.document_context != "none":
+        pooled = MentionPool(config.document_context, config.context_tokens,
+                             name="mention_pool")(h, hash_ids, case_ids,
+                                                  mask)
+        pooled = normalization(config.norm, name="mention_norm")(pooled)
+        pooled = keras.layers.Dense(config.d_model, activation="gelu",
+                                    name="mention_projection")(pooled)
+        pooled = keras.layers.Dropout(config.dropout,
+                                      name="mention_dropout")(pooled)
+        h = keras.layers.Add(name="add_mentions")([h, pooled])
     logits = TagLogits(tags, max_length=config.max_length, dtype="float32",
                        name="tag_logits")(h)
     if config.crf:
@@ -283,7 +366,7 @@ def decoder(model):
     def decode(tokens):
         scores = model(tokens, training=False)
         if crf is not None:
-            return crf.decode(scores, mask=tf.not_equal(tokens, PAD))
+            return crf.decode(scores, mask=features_lib.scored_mask(tokens))
         probs = tf.nn.softmax(scores, axis=-1)
         return (tf.argmax(probs, axis=-1, output_type=tf.int32),
                 tf.reduce_max(probs, axis=-1))
@@ -313,3 +396,13 @@ def tag_names(model):
 
 def max_length(model):
     return _core(model).get_layer("tag_logits").max_length
+
+
+def context_settings(model):
+    """`(mode, context_tokens)` of a tagger: how its rows are built
+    (`context.py`); `("none", 0)` for a tagger without document context."""
+    try:
+        pool = _core(model).get_layer("mention_pool")
+    except ValueError:
+        return "none", 0
+    return pool.context, pool.context_tokens

@@ -1,5 +1,5 @@
-"""tf.data pipelines of NER batches: long sentences cut into windows,
-length buckets, the seeded shuffle that lets a run resume exactly, and the
+"""tf.data pipelines of NER batches: long sentences cut into windows
+(each with its document context, when the tagger reads one), length buckets, the seeded shuffle that lets a run resume exactly, and the
 featurized training batches (word dropout included) that `train.py` fits on.
 """
 
@@ -31,13 +31,32 @@ def bucket_lengths(max_length):
     return [b for b in BUCKETS if b < max_length] + [max_length]
 
 
-def num_batches(sentences, batch_size, max_length):
+def rows(sentences, max_length, contexts=None):
+    """`(tokens, tags, context)` of each row the model reads: the
+    `windows` of each sentence, each with its sentence's document context
+    (`context.py`; `[]` when `contexts` is None)."""
+    contexts = contexts if contexts is not None else [[]] * len(sentences)
+    if len(contexts) != len(sentences):
+        raise ValueError(
+            "contexts must give one context per sentence. Received: "
+            f"{len(contexts)} contexts for {len(sentences)} sentences")
+    return [(toks, labs, context)
+            for (tokens, tags), context in zip(sentences, contexts)
+            for toks, labs in windows(tokens, tags, max_length)]
+
+
+def row_limit(max_length, contexts=None):
+    """The longest row: a window and the longest context."""
+    return max_length + max(map(len, contexts or ()), default=0)
+
+
+def num_batches(sentences, batch_size, max_length, contexts=None):
     """How many batches a training (`drop_remainder`) pipeline yields."""
-    bounds = bucket_lengths(max_length)
+    bounds = bucket_lengths(row_limit(max_length, contexts))
     counts = collections.Counter()
-    for tokens, tags in sentences:
-        for window, _ in windows(tokens, tags, max_length):
-            counts[next(b for b in bounds if len(window) <= b)] += 1
+    for tokens, _, context in rows(sentences, max_length, contexts):
+        length = len(tokens) + len(context)
+        counts[next(b for b in bounds if length <= b)] += 1
     return sum(n // batch_size for n in counts.values())
 
 
@@ -69,11 +88,13 @@ def replace_mentions(tokens, tags, pool, rate, rng):
 
 def make_dataset(sentences, tags, batch_size=32, max_length=128,
                  shuffle=False, seed=0, drop_remainder=None, epoch=0,
-                 prefetch=True, mention_replacement=0.0):
+                 prefetch=True, mention_replacement=0.0, contexts=None):
     """A tf.data pipeline of `(tokens, tag_ids, weights)` batches.
 
     Tokens are `tf.string` padded with "", tag ids int32 padded with 0 and
-    weights 1.0 on real tokens, 0.0 on padding. Sentences are bucketed by
+    weights 1.0 on the tokens that are scored, 0.0 on padding and on
+    document context (`contexts`, one token list per sentence, appended to
+    each of its windows; see `rows`). Rows are bucketed by
     length and each bucket is padded to its fixed length
     (`bucket_lengths`), so batches carry little padding and XLA compiles
     for a few shapes only. With `drop_remainder` (the default when
@@ -91,9 +112,10 @@ def make_dataset(sentences, tags, batch_size=32, max_length=128,
     if drop_remainder is None:
         drop_remainder = shuffle
     index = {tag: i for i, tag in enumerate(tags)}
-    pieces = [w for t, g in sentences for w in windows(t, g, max_length)]
+    pieces = rows(sentences, max_length, contexts)
 
-    pool = mention_pool(pieces) if mention_replacement else None
+    pool = mention_pool([(t, g) for t, g, _ in pieces]) \
+        if mention_replacement else None
 
     def generate(epoch):
         order = list(range(len(pieces)))
@@ -101,18 +123,20 @@ def make_dataset(sentences, tags, batch_size=32, max_length=128,
             random.Random(f"{seed}/{int(epoch)}").shuffle(order)
         mentions = random.Random(f"{seed}/{int(epoch)}/mentions")
         for i in order:
-            toks, labs = pieces[i]
+            toks, labs, context = pieces[i]
             if pool:
                 toks = replace_mentions(toks, labs, pool,
                                         mention_replacement, mentions)
-            yield toks, [index[t] for t in labs]
+            # Context positions get tag 0 and weight 0: never a target.
+            yield (list(toks) + context,
+                   [index[t] for t in labs] + [0] * len(context))
 
     ds = tf.data.Dataset.from_generator(
         generate, args=(tf.cast(epoch, tf.int64),),
         output_signature=(tf.TensorSpec([None], tf.string),
                           tf.TensorSpec([None], tf.int32)),
     )
-    bounds = bucket_lengths(max_length)
+    bounds = bucket_lengths(row_limit(max_length, contexts))
     ds = ds.bucket_by_sequence_length(
         lambda toks, labs: tf.shape(toks)[0],
         bucket_boundaries=[b + 1 for b in bounds],
@@ -123,12 +147,13 @@ def make_dataset(sentences, tags, batch_size=32, max_length=128,
         drop_remainder=drop_remainder,
     )
     ds = ds.map(lambda toks, labs: (
-        toks, labs, tf.cast(tf.not_equal(toks, PAD), tf.float32)))
+        toks, labs, tf.cast(features_lib.scored_mask(toks), tf.float32)))
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
 def epochs_dataset(sentences, tags, batch_size, max_length, seed,
-                   first_epoch, epochs, mention_replacement=0.0):
+                   first_epoch, epochs, mention_replacement=0.0,
+                   contexts=None):
     """Training batches of epochs `first_epoch .. epochs - 1`, back to back.
 
     Each element is `(epoch, index_in_epoch, (tokens, tag_ids, weights))`;
@@ -142,15 +167,18 @@ def epochs_dataset(sentences, tags, batch_size, max_length, seed,
         ds = make_dataset(sentences, tags, batch_size, max_length,
                           shuffle=True, seed=seed, epoch=epoch,
                           prefetch=False,
-                          mention_replacement=mention_replacement)
+                          mention_replacement=mention_replacement,
+                          contexts=contexts)
         return ds.enumerate().map(lambda i, batch: (epoch, i, batch))
 
     return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
 
 
 def training_dataset(sentences, tags, features, config, first_epoch,
-                     last_epoch, skip=0):
-    """Featurized training batches from `first_epoch` (skipping `skip`).
+                     last_epoch, skip=0, contexts=None):
+    """Featurized training batches from `first_epoch` (skipping `skip`),
+    with `contexts` (`make_dataset`'s) when the tagger reads document
+    context.
 
     Every random choice is a function of the seed and the batch's position
     (epoch, index): the shuffle order and the replaced mentions
@@ -180,7 +208,7 @@ def training_dataset(sentences, tags, features, config, first_epoch,
 
     ds = epochs_dataset(sentences, tags, config.batch_size,
                         config.model.max_length, config.seed, first_epoch,
-                        last_epoch, config.mention_replacement)
+                        last_epoch, config.mention_replacement, contexts)
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).skip(skip)
     options = tf.data.Options()
     options.deterministic = True

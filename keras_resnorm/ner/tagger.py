@@ -2,9 +2,11 @@
 
 import tensorflow as tf
 
+from keras_resnorm.ner.context import document_contexts
 from keras_resnorm.ner.features import tokenize_text
 from keras_resnorm.ner.errors import load_keras_archive
 from keras_resnorm.ner.evaluate import make_forward, predict_tags
+from keras_resnorm.ner.model import context_settings
 
 
 def tokenize(text):
@@ -212,8 +214,10 @@ class Tagger:
             spans are `predict`'s, with `start`/`end` counting the
             sentence's tokens and `char_start`/`char_end` offsets into the
             document's text (for a list of sentences, the sentences joined
-            by one line break each). Each sentence is tagged on its own:
-            the tagger does not use the rest of the document yet.
+            by one line break each). A tagger trained with
+            `document_context` reads each sentence with tokens of the rest
+            of its document (`context.py`); others tag each sentence on
+            its own, as `predict` does.
 
         Raises:
             TypeError: naming the argument when `documents` is not a list
@@ -240,9 +244,16 @@ class Tagger:
                                for t, a, b in tokenize(sentence)])
                 offset += len(sentence) + 1
             parsed.append(("\n".join(sentences), groups))
-        tags = iter(self.tag_tokens([[t for t, _, _ in sentence]
-                                     for _, groups in parsed
-                                     for sentence in groups]))
+        # A tagger with document context reads each sentence with tokens
+        # of the rest of its document (context.py); others read it alone.
+        mode, budget = context_settings(self.model)
+        token_lists, contexts = [], []
+        for _, groups in parsed:
+            tokens = [[t for t, _, _ in sentence] for sentence in groups]
+            token_lists += tokens
+            contexts += document_contexts(tokens, mode, budget)
+        tags = iter(predict_tags(self.model, token_lists,
+                                 forward=self._forward, contexts=contexts))
         return [[_spans(text, sentence, next(tags)) for sentence in groups]
                 for text, groups in parsed]
 

@@ -43,7 +43,7 @@ import tensorflow as tf
 
 from keras_resnorm import _keras_workarounds, optimizers
 from keras_resnorm.callbacks import ResidualStreamDiagnostics
-from keras_resnorm.ner import distribute, files, pipeline, resume
+from keras_resnorm.ner import context, distribute, files, pipeline, resume
 from keras_resnorm.ner.backup import TrainingBackup
 from keras_resnorm.ner.data import check_tags, find_corpus
 from keras_resnorm.ner.errors import ConfigError
@@ -164,24 +164,26 @@ def train(config, corpus=None, extra_callbacks=()):
 def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
            write_dir):
     """The run, as the steps a reader can follow one by one."""
-    corpus, train_sentences = _load_corpus(config, corpus, strategy)
+    corpus, train_sentences, train_contexts = _load_corpus(config, corpus,
+                                                           strategy)
     vocab = _vocabulary(config, train_sentences, corpus.tags, resumed,
                         write_dir)
     # Seeded here, not earlier: preparing a corpus through TFDS the first
     # time draws random numbers that a cached run does not.
     keras.utils.set_random_seed(config.seed)
     tagger, features, model = build_tagger(config, vocab, strategy)
-    steps = _steps_per_epoch(config, train_sentences)
+    steps = _steps_per_epoch(config, train_sentences, train_contexts)
     compile_for_training(model, config, steps, strategy)
     writer = tf.summary.create_file_writer(
         os.path.join(write_dir, "logs", "ner"))
     if not resumed:
         _log_hparams(writer, config)
     sample = _sample_batch(config, corpus, vocab, features)
+    dev_sentences, dev_contexts = _split(config, corpus, "valid")
     f1_callback = DevEntityF1(
-        tagger, corpus.sentences("valid"),
-        os.path.join(write_dir, "state.json"), config.patience, writer,
-        sum(len(t) for t, _ in train_sentences), steps, strategy)
+        tagger, dev_sentences, os.path.join(write_dir, "state.json"),
+        config.patience, writer, sum(len(t) for t, _ in train_sentences),
+        steps, strategy, dev_contexts=dev_contexts)
     backup = TrainingBackup(
         os.path.join(write_dir, "backup"), steps, config.backup_steps,
         states={"entity_f1": f1_callback},
@@ -193,8 +195,9 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
         epoch, skip = backup.restore(model)
     callbacks = _callbacks(config, write_dir, sample, tagger, f1_callback,
                            backup, extra_callbacks, strategy)
-    train_seconds = _fit(model, config, train_sentences, vocab["tags"],
-                         features, steps, epoch, skip, callbacks, backup)
+    train_seconds = _fit(model, config, train_sentences, train_contexts,
+                         vocab["tags"], features, steps, epoch, skip,
+                         callbacks, backup)
     writer.close()
     if not chief:
         return None, None
@@ -202,20 +205,28 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
 
 
 def _load_corpus(config, corpus, strategy):
-    """The corpus (searched unless given) and the training sentences."""
+    """The corpus (searched unless given), the training sentences and their
+    document contexts (`_split`)."""
     if corpus is None:
         corpus = find_corpus(config.data_dir, config.download,
                              config.cache_dir, config.scheme,
                              encoding=config.encoding)
     check_tags(corpus)
-    train_sentences = corpus.sentences("train")
-    if config.max_train_sentences:
-        train_sentences = train_sentences[: config.max_train_sentences]
+    train_sentences, train_contexts = _split(
+        config, corpus, "train", limit=config.max_train_sentences)
     print(f"corpus: {corpus.source} ({len(train_sentences)} training "
           f"sentences, tags {corpus.tags}); strategy {config.strategy} "
           f"({strategy.num_replicas_in_sync} replicas), precision "
           f"{config.precision}")
-    return corpus, train_sentences
+    return corpus, train_sentences, train_contexts
+
+
+def _split(config, corpus, split, limit=None):
+    """`(sentences, contexts)` of a split as the configured tagger reads it
+    (`context.split_with_contexts`; contexts None without context)."""
+    return context.split_with_contexts(
+        corpus, split, config.model.document_context,
+        config.model.context_tokens, limit=limit)
 
 
 def _vocabulary(config, train_sentences, tags, resumed, write_dir):
@@ -230,9 +241,9 @@ def _vocabulary(config, train_sentences, tags, resumed, write_dir):
     return vocab
 
 
-def _steps_per_epoch(config, train_sentences):
+def _steps_per_epoch(config, train_sentences, train_contexts):
     steps = pipeline.num_batches(train_sentences, config.batch_size,
-                                 config.model.max_length)
+                                 config.model.max_length, train_contexts)
     if steps < 1:
         raise ConfigError(
             f"no full training batch: fewer training sentences of one length "
@@ -278,8 +289,8 @@ def _callbacks(config, write_dir, sample, tagger, f1_callback, backup,
     return callbacks
 
 
-def _fit(model, config, train_sentences, tags, features, steps, epoch, skip,
-         callbacks, backup):
+def _fit(model, config, train_sentences, train_contexts, tags, features,
+         steps, epoch, skip, callbacks, backup):
     """Train from (epoch, skip); return the seconds it took.
 
     A backup taken inside an epoch resumes with the rest of that epoch as
@@ -296,7 +307,8 @@ def _fit(model, config, train_sentences, tags, features, steps, epoch, skip,
         backup.step_offset = skip
         model.fit(
             pipeline.training_dataset(train_sentences, tags, features,
-                                      config, first, last, skip),
+                                      config, first, last, skip,
+                                      train_contexts),
             initial_epoch=first, epochs=last, steps_per_epoch=steps - skip,
             callbacks=callbacks, shuffle=False, verbose="auto")
         if model.stop_training:
@@ -309,8 +321,11 @@ def _finish(config, corpus, f1_callback, train_seconds, strategy):
     run_dir = config.run_dir
     best = keras.saving.load_model(os.path.join(run_dir, "best.keras"),
                                    safe_mode=True)
-    test = evaluate(best, corpus.sentences("test"))
-    dev = evaluate(best, corpus.sentences("valid"))
+    scores = {}
+    for split in ("test", "valid"):
+        sentences, contexts = _split(config, corpus, split)
+        scores[split] = evaluate(best, sentences, contexts=contexts)
+    test, dev = scores["test"], scores["valid"]
     metrics = {
         "corpus": corpus.source,
         "test_entity": test["entity"],

@@ -36,7 +36,8 @@ class DevEntityF1(keras.callbacks.Callback):
 
     Training tokens per second count the batches the epoch really ran
     (`train_tokens` per `steps_per_epoch` batches): a resumed epoch starts
-    part-way, and the time budget may end one early.
+    part-way, and the time budget may end one early. `dev_contexts` is the
+    dev sentences' document context, for a tagger that reads one.
 
     Its state (best F1, its epoch, epochs without improvement, per-epoch
     scores) is saved and restored with the training backup
@@ -46,10 +47,12 @@ class DevEntityF1(keras.callbacks.Callback):
     """
 
     def __init__(self, tagger, dev_sentences, state_path, patience, writer,
-                 train_tokens, steps_per_epoch, strategy=None):
+                 train_tokens, steps_per_epoch, strategy=None,
+                 dev_contexts=None):
         super().__init__()
         self.tagger = tagger
         self.dev = dev_sentences
+        self.dev_contexts = dev_contexts
         self.state_path = state_path
         self.patience = patience
         self.writer = writer
@@ -81,7 +84,8 @@ class DevEntityF1(keras.callbacks.Callback):
         if self._forward is None:
             self._forward = make_forward(self.tagger)
         pred = predict_tags(self.tagger, [t for t, _ in self.dev],
-                            forward=self._forward)
+                            forward=self._forward,
+                            contexts=self.dev_contexts)
         scores = entity_scores([g for _, g in self.dev], pred)
         tokens_per_second = (self._batches / self.steps_per_epoch
                              * self.train_tokens / seconds)

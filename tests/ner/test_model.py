@@ -132,3 +132,67 @@ def test_hyper_placements_train_save_and_export(placement, tmp_path,
     for i, tags in enumerate(expected):
         n = response["outputs"]["lengths"][i]
         assert response["outputs"]["tags"][i][:n] == tags
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_float16",
+                                   "mixed_bfloat16"])
+def test_mention_pool_averages_the_other_occurrences_of_a_name(dtype):
+    from keras_resnorm.ner.model import MentionPool
+
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(2, 5, 3)).astype("float32")
+    # norm-hash keys; case ids: 1 lower, 2 upper, 3 title, 5 other; mask.
+    keys = np.array([[7, 8, 7, 7, 9], [4, 4, 4, 5, 0]])
+    hash_ids = np.stack([keys] + [np.zeros_like(keys)] * 3, axis=-1)
+    cases = np.array([[3, 3, 3, 1, 3], [2, 5, 2, 3, 0]])
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]], bool)
+    want = np.zeros((2, 5, 4), "float32")
+    for b in range(2):
+        for i in range(5):
+            same = [j for j in range(5) if j != i and keys[b, j] == keys[b, i]
+                    and mask[b, j] and mask[b, i] and cases[b, i] != 1
+                    and cases[b, j] != 1]
+            if same:
+                want[b, i, :3] = h[b, same].mean(axis=0)
+                want[b, i, 3] = 1.0
+    layer = MentionPool("mentions", 32, dtype=dtype)
+    args = (tf.constant(h), tf.constant(hash_ids), tf.constant(cases),
+            tf.constant(mask))
+    out = layer(*args)
+    assert out.dtype == layer.compute_dtype
+    tolerance = {"float32": 1e-6, "mixed_float16": 2e-3,
+                 "mixed_bfloat16": 2e-2}[dtype]
+    np.testing.assert_allclose(np.asarray(out, "float32"), want,
+                               atol=tolerance)
+    xla = tf.function(lambda *a: layer(*a), jit_compile=True)(*args)
+    np.testing.assert_allclose(np.asarray(xla, "float32"),
+                               np.asarray(out, "float32"), atol=tolerance)
+    clone = MentionPool.from_config(layer.get_config())
+    assert (clone.context, clone.context_tokens) == ("mentions", 32)
+
+
+def test_tagger_with_document_context_reads_it_and_saves(tmp_path):
+    from keras_resnorm.ner.features import CONTEXT_SEPARATOR as SEP
+    from keras_resnorm.ner.model import context_settings, decoder
+
+    config = ModelConfig(conv_layers=1, recurrent_layers=0, d_model=16,
+                         word_dim=8, char_dim=4, char_filters=8,
+                         max_length=16, hash_buckets=20, hash_dim=4,
+                         document_context="mentions", context_tokens=8,
+                         dropout=0.0)
+    tagger, _, _ = build_model(config, ["eu"], list("EU"),
+                               ["O", "B-ORG", "I-ORG"])
+    assert context_settings(tagger) == ("mentions", 8)
+    sentence = ["EU", "rejects", "Leeds"]
+    alone = tagger(tf.constant([sentence]))
+    read = tagger(tf.constant([sentence + [SEP, "beat", "Leeds", "x"]]))
+    # The other "Leeds" reaches the sentence's "Leeds" from beyond a
+    # 1-block window's reach; the context is not tagged.
+    assert not np.allclose(read[0, 2], alone[0, 2], atol=1e-4)
+    ids, confidence = decoder(tagger)(
+        tf.constant([sentence + [SEP, "beat", "Leeds", "x"]]))
+    assert confidence.numpy()[0, 3:].max() == 0.0
+    _check_padding_and_saving(tagger, sentence + [SEP, "Leeds"], 5, tmp_path)
+    loaded = keras.saving.load_model(tmp_path / "tagger.keras",
+                                     safe_mode=True)
+    assert context_settings(loaded) == ("mentions", 8)

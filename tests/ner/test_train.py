@@ -142,7 +142,8 @@ def test_tokens_per_second_count_the_batches_an_epoch_ran(monkeypatch,
     from keras_resnorm.ner import training_callbacks
 
     monkeypatch.setattr(training_callbacks, "predict_tags",
-                        lambda tagger, tokens, forward: [["O"]] * len(tokens))
+                        lambda tagger, tokens, forward, contexts:
+                        [["O"]] * len(tokens))
     writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
     callback = training_callbacks.DevEntityF1(
         tagger=None, dev_sentences=[(["EU"], ["B-ORG"])],
