@@ -10,7 +10,11 @@ Keras `model.predict` in process, and through the exported
 `serving_default` signature called as a tf.function in process. Then the
 sentence-length curve: one sentence of 5, 20, 50 and 120 tokens through
 the C API (`LENGTHS`), since recurrent and Viterbi loops take one step per
-token. Writes results/serving-<machine>.json and .md.
+token. Then a document of `DOCUMENT_SENTENCES` sentences: one
+`tag_documents` request, one `serving_default` request of the same
+sentences, and the sentences as that many one-sentence requests, one after
+another (the sum of their medians), all through the C API. Writes
+results/serving-<machine>.json and .md.
 """
 
 import argparse
@@ -39,12 +43,46 @@ SENTENCES = [
 
 
 LENGTHS = (5, 20, 50, 120)
+DOCUMENT_SENTENCES = 20
 
 
 def sentence_of(length):
     """A sentence of `length` tokens, cut from `SENTENCES` end to end."""
     words = " ".join(SENTENCES).split()
     return " ".join(words[i % len(words)] for i in range(length))
+
+
+def _capi(path, signature, requests, repeats):
+    """Run `requests` through the C API tool; its parsed answer."""
+    spec = {"signature": signature, "repeat": repeats, "requests": requests}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "serving" / "capi_contract.py"), path],
+        input=json.dumps(spec), capture_output=True, text=True, env=env,
+        check=True)
+    return json.loads(done.stdout)
+
+
+def document_rows(path, repeats):
+    """A document of DOCUMENT_SENTENCES sentences served three ways."""
+    document = batch_of(DOCUMENT_SENTENCES)
+    as_document = _capi(path, "tag_documents", [{
+        "sentences": document, "documents": [0] * len(document)}], repeats)
+    plain = _capi(path, "serving_default",
+                  [{"text": document}] + [{"text": [s]} for s in document],
+                  repeats)
+    median = [1e3 * statistics.median(r["seconds"][1:])
+              for r in plain["responses"]]
+    return [
+        {"requests": f"1 tag_documents request of {len(document)} "
+                     "sentences",
+         "p50_ms": 1e3 * statistics.median(
+             as_document["responses"][0]["seconds"][1:])},
+        {"requests": f"1 serving_default request of {len(document)} "
+                     "sentences", "p50_ms": median[0]},
+        {"requests": f"{len(document)} serving_default requests of one "
+                     "sentence (sum of medians)", "p50_ms": sum(median[1:])},
+    ]
 
 
 def batch_of(size):
@@ -70,6 +108,7 @@ def main(argv=None):
 
     from keras_resnorm.ner import export
     from keras_resnorm.ner.features import tokenize_text
+    from keras_resnorm.ner.model import context_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -117,6 +156,10 @@ def main(argv=None):
         rows.append(summarize("Keras model.predict", b, keras_s))
         rows.append(summarize("tf.function (serving_default)", b, fn_s))
     rows.sort(key=lambda r: (r["batch"], r["path"]))
+    mode, _ = context_settings(model)
+    # A "mentions" tagger's export has no tag_documents signature.
+    documents = (document_rows(path, args.repeats)
+                 if mode in export.DOCUMENT_MODES else [])
     machine = common.machine()
     tag = args.tag or common.machine_tag()
     md = (common.header(f"Serving latency and throughput ({tag})",
@@ -129,11 +172,15 @@ def main(argv=None):
                                          "sentences_per_s"])
           + "\n\nOne sentence through the C API, by its length in tokens:"
           "\n\n" + common.markdown_table(lengths, ["tokens", "p50_ms",
-                                                   "p99_ms"]))
+                                                   "p99_ms"])
+          + "\n\nA document through the C API (the tagger's document "
+          f"context: {mode}):\n\n"
+          + common.markdown_table(documents, ["requests", "p50_ms"]))
     common.write(f"serving-{tag}", {"machine": machine, "rows": rows,
                                     "lengths": lengths,
                                     "export_mb": size_mb,
-                                    "capi_load_seconds": capi["load_seconds"]},
+                                    "capi_load_seconds": capi["load_seconds"],
+                                    "document": documents},
                  md)
 
 

@@ -29,7 +29,7 @@ import time
 
 TF_FLOAT, TF_INT32, TF_STRING, TF_INT64 = 1, 3, 7, 9
 TSTRING_SIZE = 24  # sizeof(TF_TString)
-STRING_INPUTS = ("text", "tokens")  # every other input is int32
+STRING_INPUTS = ("text", "tokens", "sentences")  # the others are int32
 
 
 class TF_Output(ctypes.Structure):

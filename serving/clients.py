@@ -3,6 +3,8 @@
 
     python serving/clients.py rest "EU rejects German call to boycott British lamb ."
     python serving/clients.py grpc --host localhost:8500 "Peter Blackburn"
+    python serving/clients.py rest --documents 0 0 1 "Leeds beat Chelsea ." \
+        "Leeds fans sang ." "Peter Blackburn"
 
 REST uses TF Serving's predict API in the row ("instances") format:
 POST http://HOST:8501/v1/models/ner[/versions/N]:predict with
@@ -11,6 +13,13 @@ answer is {"predictions": [{"tokens": [...], "tags": [...],
 "confidence": [...], "lengths": n}, ...]}. gRPC uses
 tensorflow_serving.apis' PredictionService.Predict on port 8500 with a
 PredictRequest whose input "text" is a 1-D DT_STRING tensor.
+
+With `documents` (one document index per sentence, a document's
+sentences consecutive and in order), both call the export's
+`tag_documents` signature: REST instances become {"sentences": "...",
+"documents": 0} objects, gRPC gets a DT_STRING "sentences" and a DT_INT32
+"documents" input. A tagger trained with document context reads each
+sentence with its document; the answer has the same form.
 """
 
 import argparse
@@ -50,14 +59,29 @@ def _trim(prediction):
 
 
 # ---------------------------------------------------------------------- REST
-def rest_request(texts, host="localhost:8501", model="ner", version=None,
-                 signature="serving_default"):
-    """(url, JSON body) of a TF Serving REST predict call in row format."""
+def _check(texts, documents):
     if isinstance(texts, str):
         raise TypeError(f"texts must be a list of strings. Received: texts={texts!r}")
+    if documents is not None and len(documents) != len(texts):
+        raise ValueError(
+            "documents must give one document index per sentence. "
+            f"Received: {len(documents)} documents for {len(texts)} texts")
+
+
+def rest_request(texts, host="localhost:8501", model="ner", version=None,
+                 signature="serving_default", documents=None):
+    """(url, JSON body) of a TF Serving REST predict call in row format;
+    with `documents`, a `tag_documents` call."""
+    _check(texts, documents)
     path = f"/v1/models/{model}" + (f"/versions/{version}" if version else "")
     url = f"http://{host}{path}:predict"
-    body = {"signature_name": signature, "instances": list(texts)}
+    if documents is None:
+        instances = list(texts)
+    else:
+        signature = "tag_documents"
+        instances = [{"sentences": t, "documents": int(d)}
+                     for t, d in zip(texts, documents)]
+    body = {"signature_name": signature, "instances": instances}
     return url, json.dumps(body).encode("utf-8")
 
 
@@ -70,8 +94,9 @@ def parse_rest_response(payload):
 
 
 def predict_rest(texts, host="localhost:8501", model="ner", version=None,
-                 timeout=30):
-    url, body = rest_request(texts, host, model, version)
+                 timeout=30, documents=None):
+    url, body = rest_request(texts, host, model, version,
+                             documents=documents)
     request = urllib.request.Request(
         url, data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -80,13 +105,15 @@ def predict_rest(texts, host="localhost:8501", model="ner", version=None,
 
 # ---------------------------------------------------------------------- gRPC
 def grpc_request(texts, model="ner", version=None,
-                 signature="serving_default"):
-    """A tensorflow_serving PredictRequest for `texts`."""
+                 signature="serving_default", documents=None):
+    """A tensorflow_serving PredictRequest for `texts` (with `documents`,
+    for `tag_documents`)."""
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
     from tensorflow_serving.apis import predict_pb2
 
-    if isinstance(texts, str):
-        raise TypeError(f"texts must be a list of strings. Received: texts={texts!r}")
+    _check(texts, documents)
+    if documents is not None:
+        signature = "tag_documents"
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
     request.model_spec.signature_name = signature
@@ -97,7 +124,13 @@ def grpc_request(texts, model="ner", version=None,
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
             dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(texts))]),
         string_val=[t.encode("utf-8") for t in texts])
-    request.inputs["text"].CopyFrom(tensor)
+    if documents is None:
+        request.inputs["text"].CopyFrom(tensor)
+        return request
+    request.inputs["sentences"].CopyFrom(tensor)
+    request.inputs["documents"].CopyFrom(tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_INT32, tensor_shape=tensor.tensor_shape,
+        int_val=[int(d) for d in documents]))
     return request
 
 
@@ -134,13 +167,14 @@ def parse_grpc_response(response):
 
 
 def predict_grpc(texts, host="localhost:8500", model="ner", version=None,
-                 timeout=30):
+                 timeout=30, documents=None):
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     with grpc.insecure_channel(host) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        response = stub.Predict(grpc_request(texts, model, version),
+        response = stub.Predict(grpc_request(texts, model, version,
+                                             documents=documents),
                                 timeout=timeout)
     return parse_grpc_response(response)
 
@@ -155,13 +189,17 @@ def main(argv=None):
                              "localhost:8500 for gRPC)")
     parser.add_argument("--model", default="ner")
     parser.add_argument("--version", type=int, default=None)
+    parser.add_argument("--documents", type=int, nargs="+", default=None,
+                        help="the document of each sentence (tag_documents)")
     args = parser.parse_args(argv)
     if args.protocol == "rest":
         result = predict_rest(args.sentences, args.host or "localhost:8501",
-                              args.model, args.version)
+                              args.model, args.version,
+                              documents=args.documents)
     else:
         result = predict_grpc(args.sentences, args.host or "localhost:8500",
-                              args.model, args.version)
+                              args.model, args.version,
+                              documents=args.documents)
     print(json.dumps(result, indent=2, ensure_ascii=False))
 
 

@@ -12,7 +12,8 @@ sentence is ever an input, at training or at prediction.
 Modes (the rule lives here, for training, evaluation and `Tagger` alike):
 
 - `"neighbours"`: the next sentence, then the previous one, then the ones
-  after and before those, until the budget is spent (the context of
+  after and before those (empty sentences skipped), until the budget is
+  spent (the context of
   Krishnan & Manning 2006's and spaCy's document-level training units).
 - `"mentions"`: for each word of the sentence that may be a name (it has
   a letter and is not all lower case, `may_be_name`, and the document
@@ -34,6 +35,8 @@ CoNLL.
 
 import re
 
+import tensorflow as tf
+
 from keras_resnorm.ner.features import CONTEXT_SEPARATOR
 
 MODES = ("none", "neighbours", "mentions")
@@ -51,12 +54,16 @@ def may_be_name(token):
 
 
 def _neighbours(sentences, i):
-    """Other sentences of the document, nearest first, after before
-    before."""
-    for distance in range(1, len(sentences)):
-        for j in (i + distance, i - distance):
-            if 0 <= j < len(sentences):
-                yield sentences[j]
+    """The other non-empty sentences of the document, nearest first (counted
+    in non-empty sentences), the next before the previous."""
+    kept = [k for k, tokens in enumerate(sentences) if tokens]
+    before = sum(1 for k in kept if k < i)
+    ahead = kept[before + (1 if sentences[i] else 0):]
+    behind = kept[:before][::-1]
+    for d in range(max(len(ahead), len(behind))):
+        for side in (ahead, behind):
+            if d < len(side):
+                yield sentences[side[d]]
 
 
 def _common_words(sentences):
@@ -113,9 +120,78 @@ def document_contexts(sentences, mode, max_tokens, span=SPAN):
             room = max_tokens - len(context) - 1
             if room < 1:
                 break
-            context += [CONTEXT_SEPARATOR] + list(piece[:room])
+            if piece:  # an empty sentence adds nothing, not a separator
+                context += [CONTEXT_SEPARATOR] + list(piece[:room])
         out.append(context)
     return out
+
+
+def neighbour_contexts_graph(tokens, documents, max_tokens):
+    """`document_contexts(..., "neighbours", max_tokens)` in TensorFlow ops,
+    for the TF Serving export's documents signature.
+
+    Args:
+        tokens: `RaggedTensor` `[n, None]` of tf.string, the sentences of
+            a batch of documents, each document's sentences consecutive
+            and in order.
+        documents: int `[n]`, the document of each sentence.
+        max_tokens: the context budget (a Python int).
+
+    Returns:
+        A `RaggedTensor` `[n, None]` of context tokens, equal to the
+        Python rule's for every sentence.
+    """
+    documents = tf.cast(documents, tf.int64)
+    # Empty sentences add nothing, so neighbours are counted among the
+    # non-empty ones: `kept` lists them, `before` counts those before each
+    # sentence.
+    nonempty = tokens.row_lengths() > 0
+    kept = tf.reshape(tf.where(nonempty), [-1])
+    m = tf.size(kept, out_type=tf.int64)
+    before = tf.cumsum(tf.cast(nonempty, tf.int64), exclusive=True)
+    # Each piece has at least 2 tokens (a separator and a token), so no
+    # non-empty sentence farther than this on either side is reached.
+    reach = max(1, (max_tokens + 1) // 2)
+    after = tf.range(reach, dtype=tf.int64)
+    ahead = (before + tf.cast(nonempty, tf.int64))[:, None] + after
+    behind = before[:, None] - 1 - after
+    compact = tf.reshape(tf.stack([ahead, behind], axis=-1),
+                         [-1, 2 * reach])  # next, previous, 2nd next, ...
+    inside = (compact >= 0) & (compact < m)
+    # Index m of the padded tables is "no sentence" (an empty batch too).
+    j = tf.gather(tf.concat([kept, [0]], axis=0),
+                  tf.where(inside, compact, m))
+    same = inside & tf.equal(
+        tf.gather(tf.concat([documents, [-1]], axis=0),
+                  tf.where(inside, j, tf.size(documents, out_type=tf.int64))),
+        documents[:, None])
+    rows = tf.gather(tokens, tf.reshape(tf.where(same, j, 0), [-1]))
+    lengths = rows.row_lengths() * tf.cast(tf.reshape(same, [-1]), tf.int64)
+    rows = tf.RaggedTensor.from_tensor(rows.to_tensor(default_value=""),
+                                       lengths=lengths)
+    # A separator before each non-empty piece; empty ones stay empty.
+    separator = tf.RaggedTensor.from_row_lengths(
+        tf.fill([tf.size(lengths)], CONTEXT_SEPARATOR),
+        tf.ones_like(lengths))
+    pieces = tf.concat([separator, rows], axis=1)
+    pieces = tf.RaggedTensor.from_tensor(
+        pieces.to_tensor(default_value=""),
+        lengths=tf.where(lengths > 0, lengths + 1, 0))
+    # The pieces of a sentence, one after another: the rows of each group
+    # of 2 * reach are consecutive in the flat values.
+    joined = tf.RaggedTensor.from_row_lengths(
+        pieces.flat_values,
+        tf.reduce_sum(tf.reshape(pieces.row_lengths(), [-1, 2 * reach]),
+                      axis=1))
+    cut = joined[:, :max_tokens]
+    # A separator with no room for a token after it is dropped. (One
+    # column more, so an all-empty batch still has a column to look at.)
+    dense = tf.pad(cut.to_tensor(default_value=""), [[0, 0], [0, 1]])
+    size = cut.row_lengths()
+    last = tf.gather(dense, tf.maximum(size - 1, 0), batch_dims=1)
+    size = tf.where((size > 0) & tf.equal(last, CONTEXT_SEPARATOR),
+                    size - 1, size)
+    return tf.RaggedTensor.from_tensor(dense, lengths=size)
 
 
 def with_contexts(documents, mode, max_tokens):

@@ -22,6 +22,15 @@ Signatures (batch is the first dimension of every input and output):
   on padding), `lengths` (int32 `[batch]`).
 - `tag_tokens`: `tokens` tf.string `[batch, time]` and `lengths` int32
   `[batch]`, for clients that tokenize themselves; the same outputs.
+- `tag_documents`: `sentences` tf.string `[batch]`, one sentence each, and
+  `documents` int32 `[batch]`, the document each belongs to (a document's
+  sentences consecutive and in order) -> the outputs of `serving_default`
+  per sentence, and `documents` as sent. A tagger trained with
+  `document_context="neighbours"` reads each sentence with its document's
+  other sentences (`context.neighbour_contexts_graph`, the same rule as
+  `Tagger.predict_documents`); one without document context tags each
+  sentence alone. A `"mentions"` tagger has no such graph rule yet: its
+  export has no `tag_documents` signature (`export` says so).
 
 Sentences longer than the model's `max_length` are tagged in consecutive
 windows, as in training, so every token gets a tag. No function carries
@@ -39,9 +48,17 @@ from keras_resnorm._checks import check_positive
 from keras_resnorm.ner import features, files
 from keras_resnorm.ner.features import tokenize_text
 from keras_resnorm.ner.errors import ExportError, load_keras_archive
-from keras_resnorm.ner.model import decoder, max_length, tag_names
+from keras_resnorm.ner.context import neighbour_contexts_graph
+from keras_resnorm.ner.model import (
+    context_settings,
+    decoder,
+    max_length,
+    tag_names,
+)
 
 WARMUP_FILE = "tf_serving_warmup_requests"
+# Signatures that read documents, by a tagger's `document_context`.
+DOCUMENT_MODES = ("none", "neighbours")
 WARMUP_SENTENCES = (
     "EU rejects German call to boycott British lamb .",
     "Peter Blackburn",
@@ -53,18 +70,39 @@ WARMUP_SENTENCES = (
 
 
 def _tag_fn(model, xla):
-    """tokens [b, t] padded with "", lengths [b] -> the four outputs."""
+    """tokens [b, t] padded with "", lengths [b], optional document
+    context (ragged [b, None]) -> the four outputs."""
     tag_table = tag_names(model)
     window = max_length(model)
     decode = decoder(model)
     if xla:
         decode = tf.function(decode, jit_compile=True)
 
-    def tag(tokens, lengths):
+    def read(flat, lengths, n, contexts):
+        """Decode windows `flat` [b * n, size], each followed by its
+        sentence's context, packed as in training (no padding between)."""
+        if contexts is None:
+            return decode(flat)
+        size = tf.shape(flat)[1]
+        starts = tf.range(n) * size
+        real = tf.clip_by_value(tf.cast(lengths, tf.int32)[:, None] - starts,
+                                0, size)
+        windows = tf.RaggedTensor.from_tensor(flat,
+                                              lengths=tf.reshape(real, [-1]))
+        context = tf.gather(contexts, tf.repeat(tf.range(tf.shape(
+            lengths)[0]), n))
+        rows = tf.concat([windows, context], axis=1).to_tensor(
+            default_value=features.PAD)
+        rows = tf.pad(rows, [[0, 0], [0, tf.maximum(0, size - tf.shape(
+            rows)[1])]], constant_values=features.PAD)
+        ids, confidence = decode(rows)
+        return ids[:, :size], confidence[:, :size]
+
+    def tag(tokens, lengths, contexts=None):
         tags_const = tf.constant(tag_table)
         batch, width = tf.shape(tokens)[0], tf.shape(tokens)[1]
         flat, n = features.split_windows(tokens, window)
-        ids, confidence = decode(flat)
+        ids, confidence = read(flat, lengths, n, contexts)
         ids = features.join_windows(ids, batch, n, width)
         confidence = features.join_windows(confidence, batch, n, width)
         valid = tf.sequence_mask(lengths, width)
@@ -92,6 +130,17 @@ def _archive(model, xla):
     def serve_tokens(tokens, lengths):
         return tag(tokens, tf.minimum(lengths, tf.shape(tokens)[1]))
 
+    mode, budget = context_settings(model)
+
+    def serve_documents(sentences, documents):
+        ragged = tokenize_text(sentences)
+        lengths = tf.cast(ragged.row_lengths(), tf.int32)
+        contexts = (neighbour_contexts_graph(ragged, documents, budget)
+                    if mode == "neighbours" else None)
+        out = tag(ragged.to_tensor(default_value=""), lengths, contexts)
+        out["documents"] = tf.identity(documents)
+        return out
+
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -101,6 +150,12 @@ def _archive(model, xla):
         "tag_tokens", serve_tokens,
         input_signature=[tf.TensorSpec([None, None], tf.string, name="tokens"),
                          tf.TensorSpec([None], tf.int32, name="lengths")])
+    if mode in DOCUMENT_MODES:
+        archive.add_endpoint(
+            "tag_documents", serve_documents,
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="sentences"),
+                tf.TensorSpec([None], tf.int32, name="documents")])
     return archive
 
 
@@ -110,18 +165,30 @@ def next_version(base):
     return max(versions, default=0) + 1
 
 
-def write_warmup(path, sentences=WARMUP_SENTENCES, model_name="ner"):
-    """Write TF Serving warmup records: PredictionLog protos in a TFRecord."""
+def write_warmup(path, sentences=WARMUP_SENTENCES, model_name="ner",
+                 documents=True):
+    """Write TF Serving warmup records: PredictionLog protos in a TFRecord
+    (one sentence and a batch of them; with `documents`, the same
+    sentences as two documents through `tag_documents`)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2
     from tensorflow_serving.apis import prediction_log_pb2
 
+    requests = [("serving_default", {"text": [sentences[0]]}),
+                ("serving_default", {"text": list(sentences)})]
+    if documents:
+        split = len(sentences) // 2
+        requests.append(("tag_documents", {
+            "sentences": list(sentences),
+            "documents": [0] * split + [1] * (len(sentences) - split)}))
     with tf.io.TFRecordWriter(path) as writer:
-        for batch in ([sentences[0]], list(sentences)):
+        for signature, inputs in requests:
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(
-                    name=model_name, signature_name="serving_default"))
-            request.inputs["text"].CopyFrom(
-                tf.make_tensor_proto(batch, dtype=tf.string))
+                    name=model_name, signature_name=signature))
+            for name, values in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(
+                    values, dtype=tf.string if name != "documents"
+                    else tf.int32))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
@@ -166,10 +233,17 @@ def export(model, base, version=None, warmup=True, xla=False,
     files.remove_leftovers(base)
     tmp = files.tmp_name(base, str(version))
     _archive(model, xla).write_out(tmp, verbose=False)
+    mode, _ = context_settings(model)
+    documents = mode in DOCUMENT_MODES
+    if not documents:
+        print(f"note: a tagger with document_context={mode!r} is exported "
+              "without the tag_documents signature (its context has no "
+              "graph rule yet); serving_default and tag_tokens tag each "
+              "sentence alone")
     if warmup:
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         write_warmup(os.path.join(tmp, "assets.extra", WARMUP_FILE),
-                     model_name=model_name)
+                     model_name=model_name, documents=documents)
     files.publish_directory(tmp, final)
     return final
 

@@ -159,3 +159,48 @@ def test_a_context_tagger_trains_evaluates_and_tags_documents(
     printed = json.loads(out[out.rindex('{\n  "entity"'):])
     assert printed["entity"]["f1"] == pytest.approx(
         metrics["test_entity"]["f1"])
+
+
+def test_context_settings_are_checked():
+    from keras_resnorm.ner.config import ModelConfig, TrainConfig
+    from keras_resnorm.ner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"document_context must be one of "
+                       r"\('none', 'neighbours', 'mentions'\). Received: "
+                       r"document_context='nearby'"):
+        ModelConfig(document_context="nearby").validate()
+    with pytest.raises(ConfigError, match=r"needs hashed features .* "
+                       r"Received: document_context='mentions', "
+                       r"hash_buckets=0"):
+        ModelConfig(document_context="mentions", hash_buckets=0).validate()
+    with pytest.raises(ConfigError, match=r"mention_replacement cannot be "
+                       r"combined with document_context"):
+        TrainConfig(mention_replacement=0.3, model=ModelConfig(
+            document_context="mentions")).validate()
+    with pytest.raises(ConfigError, match=r"context_tokens must be"):
+        ModelConfig(context_tokens=0).validate()
+
+
+def test_the_graph_neighbour_rule_equals_the_python_rule():
+    # Random documents: empty sentences, one-sentence documents, budgets
+    # that cut a piece or leave room for a separator only.
+    import random
+
+    rng = random.Random(0)
+    words = ["Leeds", "beat", "EU", "it", "."]
+    for _ in range(25):
+        documents = [[[rng.choice(words) for _ in range(rng.randint(0, 5))]
+                      for _ in range(rng.randint(1, 6))]
+                     for _ in range(rng.randint(0, 4))]
+        budget = rng.randint(1, 12)
+        flat = [s for d in documents for s in d]
+        ids = [i for i, d in enumerate(documents) for _ in d]
+        want = [c for d in documents
+                for c in context.document_contexts(d, "neighbours", budget)]
+        tokens = tf.RaggedTensor.from_row_lengths(
+            tf.constant([t for s in flat for t in s], tf.string),
+            tf.constant([len(s) for s in flat], tf.int64))
+        got = context.neighbour_contexts_graph(
+            tokens, tf.constant(ids, tf.int32), budget).to_list()
+        assert [[t.decode() for t in row] for row in got] == want, (
+            documents, budget)

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from keras_resnorm.ner import export
-from keras_resnorm.ner.tagger import Tagger, tokenize
+from keras_resnorm.ner.tagger import Tagger, entity_spans, tokenize
 from ner_helpers import capi
 
 SENTENCES = ["Anna Kovacs visited Norvale on Monday .",
@@ -118,17 +118,28 @@ def test_warmup_records_parse_and_run_through_c_api(exported):
     from tensorflow_serving.apis import prediction_log_pb2
 
     _, path, _ = exported
-    requests = []
+    requests, documents = [], []
     warmup = os.path.join(path, "assets.extra", export.WARMUP_FILE)
     for record in tf.data.TFRecordDataset(warmup):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         request = log.predict_log.request
-        assert request.model_spec.signature_name == "serving_default"
+        signature = request.model_spec.signature_name
+        if signature == "tag_documents":
+            documents.append({
+                "sentences": [v.decode() for v in
+                              request.inputs["sentences"].string_val],
+                "documents": tf.make_ndarray(
+                    request.inputs["documents"]).tolist()})
+            continue
+        assert signature == "serving_default"
         texts = [v.decode() for v in request.inputs["text"].string_val]
         assert texts
         requests.append({"text": texts})
-    assert len(requests) >= 2
-    for response in capi(path, requests)["responses"]:
+    assert len(requests) >= 2 and len(documents) == 1
+    assert len(set(documents[0]["documents"])) == 2
+    for response in (capi(path, requests)["responses"]
+                     + capi(path, documents,
+                            signature="tag_documents")["responses"]):
         assert response["ok"], response
 
 
@@ -167,3 +178,67 @@ def test_saved_model_cli_show_and_run(exported):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Result for output key tags" in run.stdout
     assert "Result for output key lengths" in run.stdout
+
+
+def test_documents_signature_tags_each_sentence_and_takes_bad_requests(
+        exported):
+    # The demo's tagger reads sentences alone: tag_documents gives each
+    # sentence serving_default's outputs, and the documents back.
+    _, path, _ = exported
+    sentences = SENTENCES + ["", "Peter Blackburn"]
+    documents = [0] * len(SENTENCES) + [1, 2]
+    thousand = ["lamb ."] * 1000
+    long_doc = " ".join(["lamb"] * 300)
+    requests = [{"sentences": sentences, "documents": documents},
+                {"sentences": [], "documents": []},
+                {"sentences": [""], "documents": [0]},
+                {"sentences": thousand, "documents": [7] * 1000},
+                {"sentences": ["EU rejects it .", long_doc, "Peter ."],
+                 "documents": [0, 1, 1]}]
+    responses = capi(path, requests, signature="tag_documents")["responses"]
+    for r in responses:
+        assert r["ok"], r
+    together, empty, blank, thousand_out, mixed = [r["outputs"]
+                                                   for r in responses]
+    alone = capi(path, [{"text": sentences}])["responses"][0]["outputs"]
+    for key in ("tokens", "tags", "lengths"):
+        assert together[key] == alone[key], key
+    assert together["documents"] == documents
+    assert empty["lengths"] == [] and empty["documents"] == []
+    assert blank["lengths"] == [0]
+    assert thousand_out["lengths"] == [2] * 1000
+    assert mixed["lengths"] == [4, 300, 2]
+    assert all(t for t in mixed["tags"][1])
+
+
+def test_neighbour_context_export_reads_documents_as_the_tagger_does(
+        tmp_path):
+    from keras_resnorm.ner.config import ModelConfig
+    from keras_resnorm.ner.model import build_model
+
+    config = ModelConfig(conv_layers=1, d_model=16, word_dim=8, char_dim=4,
+                         char_filters=8, max_length=8, hash_buckets=50,
+                         hash_dim=4, document_context="neighbours",
+                         context_tokens=12)
+    words = ["eu", "rejects", "lamb", "peter", "blackburn"]
+    model, _, _ = build_model(config, words, list("EUrejctsalmbPBkn"),
+                              ["O", "B-ORG", "I-ORG", "B-PER", "I-PER"])
+    # Two documents; one sentence longer than the 8-token window, one
+    # empty, one document of a single sentence.
+    documents = [["EU rejects German call to boycott British lamb again "
+                  "and again .", "", "Peter Blackburn said so ."],
+                 ["Lamb is fine ."]]
+    python = Tagger(model).predict_documents(documents)
+    path = export.export(model, str(tmp_path / "ner"), warmup=True)
+    flat = [s for d in documents for s in d]
+    ids = [i for i, d in enumerate(documents) for _ in d]
+    out = capi(path, [{"sentences": flat, "documents": ids}],
+               signature="tag_documents")["responses"][0]["outputs"]
+    spans = [[(s["type"], s["start"], s["end"]) for s in sentence]
+             for document in python for sentence in document]
+    served = []
+    for row, n in zip(out["tags"], out["lengths"]):
+        served.append([(kind, start, end) for kind, start, end in
+                       entity_spans(row[:n])])
+    assert served == spans
+    assert any(spans), "an untrained tagger with no span checks nothing"

@@ -59,13 +59,14 @@ class _Crash(keras.callbacks.Callback):
 
 
 def test_killed_run_resumes_from_its_backup(tmp_path, builtin_corpus, capsys):
-    config = tiny_config(tmp_path / "run", epochs=4)
+    # 64 sentences, 4 batches an epoch: what is checked is the epochs.
+    config = tiny_config(tmp_path / "run", epochs=4, max_train_sentences=64)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(config, builtin_corpus, extra_callbacks=[_Crash()])
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert [e["epoch"] for e in state["epochs"]] == [1, 2]
-    _, metrics = train(tiny_config(tmp_path / "run", epochs=4),
-                       builtin_corpus)
+    _, metrics = train(tiny_config(tmp_path / "run", epochs=4,
+                                   max_train_sentences=64), builtin_corpus)
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     # The crash came at the end of epoch 2, before the backup (last in the
     # callback list) saved it: the resumed run redoes epoch 2 from the

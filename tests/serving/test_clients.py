@@ -57,6 +57,27 @@ def test_grpc_request_fields():
     assert list(tensor.string_val) == [b"a b", b"c"]
 
 
+def test_documents_requests_name_the_documents_signature():
+    from tensorflow.core.framework import types_pb2
+
+    _, body = clients.rest_request(["Leeds won .", "Fans sang ."],
+                                   documents=[4, 4])
+    assert json.loads(body) == {"signature_name": "tag_documents",
+                                "instances": [
+                                    {"sentences": "Leeds won .",
+                                     "documents": 4},
+                                    {"sentences": "Fans sang .",
+                                     "documents": 4}]}
+    request = clients.grpc_request(["a", "b"], documents=[0, 1])
+    assert request.model_spec.signature_name == "tag_documents"
+    assert list(request.inputs["sentences"].string_val) == [b"a", b"b"]
+    assert request.inputs["documents"].dtype == types_pb2.DT_INT32
+    assert list(request.inputs["documents"].int_val) == [0, 1]
+    assert "text" not in request.inputs
+    with pytest.raises(ValueError, match="Received: 1 documents for 2"):
+        clients.rest_request(["a", "b"], documents=[0])
+
+
 @pytest.mark.parametrize("tags,expected", [
     (["B-PER", "I-PER", "O"], [("PER", 0, 2)]),
     (["I-LOC", "I-LOC", "B-LOC"], [("LOC", 0, 2), ("LOC", 2, 3)]),
