@@ -1,6 +1,7 @@
-"""tf.data pipelines of NER batches: long sentences cut into windows
-(each with its document context, when the tagger reads one), length buckets, the seeded shuffle that lets a run resume exactly, and the
-featurized training batches (word dropout included) that `train.py` fits on.
+"""tf.data pipelines of NER batches: long sentences cut into windows (each
+with its document context, when the tagger reads one), length buckets, the
+seeded shuffle that lets a run resume exactly, and the featurized training
+batches (word dropout included) that `train.py` fits on.
 """
 
 import collections
