@@ -3,7 +3,7 @@
 
     python serving/clients.py rest "EU rejects German call to boycott British lamb ."
     python serving/clients.py grpc --host localhost:8500 "Peter Blackburn"
-    python serving/clients.py rest --documents 0 0 1 "Leeds beat Chelsea ." \
+    python serving/clients.py rest --documents 0,0,1 "Leeds beat Chelsea ." \
         "Leeds fans sang ." "Peter Blackburn"
 
 REST uses TF Serving's predict API in the row ("instances") format:
@@ -179,6 +179,17 @@ def predict_grpc(texts, host="localhost:8500", model="ner", version=None,
     return parse_grpc_response(response)
 
 
+def document_indices(value):
+    """`--documents 0,0,1` -> [0, 0, 1] (one flag value, so the sentences
+    after it stay sentences)."""
+    try:
+        return [int(v) for v in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "documents must be comma-separated integers, one per sentence "
+            f"(0,0,1). Received: documents={value!r}") from None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Tag sentences with the "
                                      "NER model behind TF Serving.")
@@ -189,8 +200,9 @@ def main(argv=None):
                              "localhost:8500 for gRPC)")
     parser.add_argument("--model", default="ner")
     parser.add_argument("--version", type=int, default=None)
-    parser.add_argument("--documents", type=int, nargs="+", default=None,
-                        help="the document of each sentence (tag_documents)")
+    parser.add_argument("--documents", type=document_indices, default=None,
+                        help="the document of each sentence, comma-separated "
+                             "(0,0,1): calls tag_documents")
     args = parser.parse_args(argv)
     if args.protocol == "rest":
         result = predict_rest(args.sentences, args.host or "localhost:8501",

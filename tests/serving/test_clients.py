@@ -78,6 +78,22 @@ def test_documents_requests_name_the_documents_signature():
         clients.rest_request(["a", "b"], documents=[0])
 
 
+def test_the_command_line_sends_documents(monkeypatch, capsys):
+    # The README's command: the sentences after --documents stay sentences.
+    seen = []
+    monkeypatch.setattr(clients, "predict_rest",
+                        lambda *args, documents=None: seen.append(
+                            (args[0], documents)) or [])
+    clients.main(["rest", "--documents", "0,0,1", "Leeds beat Chelsea 2-1 .",
+                  "Leeds fans sang .", "Peter Blackburn"])
+    assert seen == [(["Leeds beat Chelsea 2-1 .", "Leeds fans sang .",
+                      "Peter Blackburn"], [0, 0, 1])]
+    with pytest.raises(SystemExit):
+        clients.main(["rest", "--documents", "0,x", "a", "b"])
+    assert "documents must be comma-separated integers" in (
+        capsys.readouterr().err)
+
+
 @pytest.mark.parametrize("tags,expected", [
     (["B-PER", "I-PER", "O"], [("PER", 0, 2)]),
     (["I-LOC", "I-LOC", "B-LOC"], [("LOC", 0, 2), ("LOC", 2, 3)]),
