@@ -9,8 +9,9 @@ tag, are given beside it and labelled as token-level.
 import numpy as np
 import tensorflow as tf
 
-from keras_resnorm.ner.features import PAD, window_starts
+from keras_resnorm.ner.features import PAD
 from keras_resnorm.ner.model import decoder, max_length, tag_names
+from keras_resnorm.ner.pipeline import row_spans
 
 
 def predict_tags(model, token_lists, batch_size=64, forward=None,
@@ -32,25 +33,23 @@ def predict_tags(model, token_lists, batch_size=64, forward=None,
     tags = tag_names(model)
     limit = max_length(model)
     forward = forward or make_forward(model)
-    if contexts is None:
-        contexts = [[]] * len(token_lists)
-    pieces = []  # (sentence index, window start, window, row)
-    for i, (tokens, context) in enumerate(zip(token_lists, contexts)):
-        for start in window_starts(len(tokens), limit):
-            window = tokens[start:start + limit]
-            pieces.append((i, start, window, list(window) + context))
-    order = sorted(range(len(pieces)), key=lambda k: len(pieces[k][3]))
+    pieces = row_spans([len(tokens) for tokens in token_lists], limit,
+                       contexts)
+    order = sorted(range(len(pieces)),
+                   key=lambda k: pieces[k][2] - pieces[k][1]
+                   + len(pieces[k][3]))
     out = [["O"] * len(tokens) for tokens in token_lists]
     for b in range(0, len(order), batch_size):
         chunk = [pieces[k] for k in order[b:b + batch_size]]
-        width = max(len(p[3]) for p in chunk)
-        batch = np.full((len(chunk), width), PAD, dtype=object)
-        for row, (_, _, _, tokens) in enumerate(chunk):
-            batch[row, : len(tokens)] = tokens
-        ids = np.asarray(forward(tf.constant(batch.astype(str)))[0])
-        for row, (i, start, window, _) in enumerate(chunk):
-            for j in range(len(window)):
-                out[i][start + j] = tags[ids[row, j]]
+        batch = [list(token_lists[i][start:end]) + context
+                 for i, start, end, context in chunk]
+        padded = np.full((len(batch), max(map(len, batch))), PAD,
+                         dtype=object)
+        for row, tokens in enumerate(batch):
+            padded[row, : len(tokens)] = tokens
+        ids = np.asarray(forward(tf.constant(padded.astype(str)))[0])
+        for row, (i, start, end, _) in enumerate(chunk):
+            out[i][start:end] = [tags[k] for k in ids[row, : end - start]]
     return out
 
 

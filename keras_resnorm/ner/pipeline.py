@@ -14,16 +14,6 @@ from keras_resnorm.ner import features as features_lib
 from keras_resnorm.ner.features import PAD
 
 
-def windows(tokens, tags, max_length):
-    """`(tokens, tags)` in the windows of `features_lib.window_starts`.
-
-    The documented policy for long sentences: no token is dropped; training
-    and prediction both see every window, and predictions are joined back.
-    """
-    return [(tokens[i:i + max_length], tags[i:i + max_length])
-            for i in features_lib.window_starts(len(tokens), max_length)]
-
-
 BUCKETS = (16, 32, 64, 128, 256, 512)
 
 
@@ -32,18 +22,32 @@ def bucket_lengths(max_length):
     return [b for b in BUCKETS if b < max_length] + [max_length]
 
 
-def rows(sentences, max_length, contexts=None):
-    """`(tokens, tags, context)` of each row the model reads: the
-    `windows` of each sentence, each with its sentence's document context
-    (`context.py`; `[]` when `contexts` is None)."""
-    contexts = contexts if contexts is not None else [[]] * len(sentences)
-    if len(contexts) != len(sentences):
+def row_spans(lengths, max_length, contexts=None):
+    """`(sentence, start, end, context)` of each row the model reads, for
+    sentences of `lengths` tokens: each of a sentence's windows
+    (`features.window_starts`), tokens `start:end`, with that sentence's
+    document context (`context.py`; `[]` when `contexts` is None).
+
+    The one rule for rows: training (`rows`) and prediction
+    (`evaluate.predict_tags`) both take theirs from here.
+    """
+    contexts = contexts if contexts is not None else [[]] * len(lengths)
+    if len(contexts) != len(lengths):
         raise ValueError(
             "contexts must give one context per sentence. Received: "
-            f"{len(contexts)} contexts for {len(sentences)} sentences")
-    return [(toks, labs, context)
-            for (tokens, tags), context in zip(sentences, contexts)
-            for toks, labs in windows(tokens, tags, max_length)]
+            f"{len(contexts)} contexts for {len(lengths)} sentences")
+    return [(i, start, min(start + max_length, length), context)
+            for i, (length, context) in enumerate(zip(lengths, contexts))
+            for start in features_lib.window_starts(length, max_length)]
+
+
+def rows(sentences, max_length, contexts=None):
+    """`(tokens, tags, context)` of each row of `(tokens, tags)`
+    sentences (`row_spans`)."""
+    spans = row_spans([len(tokens) for tokens, _ in sentences], max_length,
+                      contexts)
+    return [(sentences[i][0][start:end], sentences[i][1][start:end], context)
+            for i, start, end, context in spans]
 
 
 def row_limit(max_length, contexts=None):
@@ -102,7 +106,8 @@ def make_dataset(sentences, tags, batch_size=32, max_length=128,
     shuffling, i.e. for training) each bucket's last partial batch is
     dropped, so every batch has the same size; a different few sentences
     wait each epoch. Sentences longer than `max_length` are split into
-    windows (see `windows`).
+    windows (`row_spans`): no token is dropped, and prediction sees the same
+    windows and joins their tags back.
 
     With `shuffle`, the order is a fixed function of `seed` and `epoch`
     (an int or a scalar tensor), the same in every process: a resumed run

@@ -135,8 +135,18 @@ def test_builtin_corpus_when_nothing_found(tmp_path, monkeypatch):
 
 def test_long_sentences_are_windowed_not_dropped():
     tokens = [str(i) for i in range(10)]
-    pieces = pipeline.windows(tokens, ["O"] * 10, 4)
+    pieces = pipeline.rows([(tokens, ["O"] * 10)], 4)
     assert [p[0] for p in pieces] == [tokens[0:4], tokens[4:8], tokens[8:10]]
+
+
+def test_training_and_prediction_read_the_same_rows():
+    # One rule (pipeline.row_spans): each window of each sentence, with that
+    # sentence's context; an empty sentence has no row.
+    spans = pipeline.row_spans([0, 5, 3], 4, [["x"], ["y", "z"], []])
+    assert spans == [(1, 0, 4, ["y", "z"]), (1, 4, 5, ["y", "z"]),
+                     (2, 0, 3, [])]
+    with pytest.raises(ValueError, match="2 contexts for 3 sentences"):
+        pipeline.row_spans([1, 2, 3], 4, [[], []])
 
 
 def test_dataset_buckets_pad_and_weights():

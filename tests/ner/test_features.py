@@ -98,7 +98,7 @@ def test_windows_in_python_and_in_the_graph_agree():
     for width in (0, 1, 7, 8, 9, 16, 17, 40):
         tokens = [f"t{i}" for i in range(width)]
         starts = list(features_lib.window_starts(width, limit))
-        pieces = pipeline.windows(tokens, tokens, limit)
+        pieces = pipeline.rows([(tokens, tokens)], limit)
         assert [p[0] for p in pieces] == [tokens[s:s + limit]
                                           for s in starts]
         assert sum(len(p[0]) for p in pieces) == width
