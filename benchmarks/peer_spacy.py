@@ -13,11 +13,15 @@ train` keeps `model-best`. Data come from our corpus loader (the same
 sentences, the same `--max-train-sentences` cut, pre-tokenized, one
 sentence per Doc) and the test score from our metric (seqeval entity-level
 micro F1 on IOB2 tags), so both sides are scored by the same function.
+Training tokens per second are counted as ours are: the words of the
+batches trained on, per second of training, with the dev evaluations and
+the best model's snapshots left out.
 
 spaCy is a benchmark-only dependency: `pip install -e ".[bench]"`.
 """
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -41,6 +45,28 @@ def predict(nlp, token_lists):
 
     docs = (Doc(nlp.vocab, words=list(tokens)) for tokens in token_lists)
     return [_iob(doc) for doc in nlp.pipe(docs, batch_size=256)]
+
+
+class _Excluded:
+    """Seconds spent in the functions it wraps (`timed(f)`) and in
+    `with timed.excluded():` blocks, to leave out of a training time."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __call__(self, function):
+        def wrapped(*args, **kwargs):
+            with self.excluded():
+                return function(*args, **kwargs)
+        return wrapped
+
+    @contextlib.contextmanager
+    def excluded(self):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - started
 
 
 def train_and_score(corpus, minutes, seed=0, max_train_sentences=None,
@@ -82,11 +108,16 @@ def train_and_score(corpus, minutes, seed=0, max_train_sentences=None,
                              schema=ConfigSchemaTraining)
         train_corpus, dev_corpus = resolve_dot_names(
             resolved, [T["train_corpus"], T["dev_corpus"]])
+        # Training tokens/s as ours counts them: the words of the batches
+        # trained on, per second of training, dev evaluations and the
+        # best model's snapshots left out.
+        timed = _Excluded()
         steps = train_while_improving(
             nlp, T["optimizer"],
             create_train_batches(nlp, train_corpus, T["batcher"],
                                  T["max_epochs"]),
-            create_evaluation_callback(nlp, dev_corpus, T["score_weights"]),
+            timed(create_evaluation_callback(nlp, dev_corpus,
+                                             T["score_weights"])),
             dropout=T["dropout"],
             accumulate_gradient=T["accumulate_gradient"],
             patience=T["patience"], max_steps=T["max_steps"],
@@ -95,15 +126,16 @@ def train_and_score(corpus, minutes, seed=0, max_train_sentences=None,
             annotating_components=T["annotating_components"],
             before_update=T["before_update"])
         started = time.perf_counter()
-        best, best_dev, step, epoch = None, -1.0, 0, 0
+        best, best_dev, step, epoch, words = None, -1.0, 0, 0, 0
         for _, info, is_best in steps:
-            step, epoch = info["step"], info["epoch"]
+            step, epoch, words = info["step"], info["epoch"], info["words"]
             if is_best is not None:
                 dev = info["other_scores"].get("ents_f", 0.0)
                 log(f"spacy step {step} epoch {epoch}: dev ents_f "
                     f"{100 * dev:.2f}")
                 if is_best:
-                    best, best_dev = nlp.to_bytes(), dev
+                    with timed.excluded():
+                        best, best_dev = nlp.to_bytes(), dev
             if time.perf_counter() - started > minutes * 60:
                 break
         train_seconds = time.perf_counter() - started
@@ -122,6 +154,8 @@ def train_and_score(corpus, minutes, seed=0, max_train_sentences=None,
         "spacy_dev_ents_f": 100 * best_dev,
         "train_minutes": train_seconds / 60,
         "steps": step, "epochs_started": epoch + 1,
+        "train_tokens_per_second": words / max(
+            train_seconds - timed.seconds, 1e-9),
         "train_sentences": len(train),
         "per_type_f1": {k: 100 * v["f1"]
                         for k, v in scores["test"]["per_type"].items()},
@@ -148,7 +182,8 @@ def main(argv=None):
                         "budget)", "benchmarks.peer_spacy", argv, machine)
           + common.markdown_table([row], [
               "test_entity_f1", "test_entity_precision", "test_entity_recall",
-              "dev_entity_f1", "train_minutes", "steps", "train_sentences"]))
+              "dev_entity_f1", "train_minutes", "steps", "train_sentences",
+              "train_tokens_per_second"]))
     common.write("peer-spacy", {"machine": machine,
                                 "command": common.command(
                                     "benchmarks.peer_spacy", argv),
