@@ -139,7 +139,7 @@ def test_long_sentences_are_windowed_not_dropped():
     assert [p[0] for p in pieces] == [tokens[0:4], tokens[4:8], tokens[8:10]]
 
 
-def test_training_and_prediction_read_the_same_rows():
+def test_row_spans_are_each_window_with_its_sentences_context():
     # One rule (pipeline.row_spans): each window of each sentence, with that
     # sentence's context; an empty sentence has no row.
     spans = pipeline.row_spans([0, 5, 3], 4, [["x"], ["y", "z"], []])
