@@ -40,8 +40,8 @@ def load(args):
     normalized = _normalized(train + dev)
 
     def encode(sentences):
-        pieces = [p for tokens, labels in sentences
-                  for p in pipeline.windows(tokens, labels, args.max_length)]
+        pieces = [(tokens, labels) for tokens, labels, _ in
+                  pipeline.rows(sentences, args.max_length)]
         ids = np.zeros((len(pieces), args.max_length), "int32")
         labels = np.zeros_like(ids)
         for row, (tokens, piece_tags) in enumerate(pieces):
