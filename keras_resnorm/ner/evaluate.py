@@ -33,23 +33,22 @@ def predict_tags(model, token_lists, batch_size=64, forward=None,
     tags = tag_names(model)
     limit = max_length(model)
     forward = forward or make_forward(model)
-    pieces = row_spans([len(tokens) for tokens in token_lists], limit,
-                       contexts)
-    order = sorted(range(len(pieces)),
-                   key=lambda k: pieces[k][2] - pieces[k][1]
-                   + len(pieces[k][3]))
+    spans = row_spans([len(tokens) for tokens in token_lists], limit,
+                      contexts)
+    rows = [list(token_lists[i][start:end]) + context
+            for i, start, end, context in spans]
+    order = sorted(range(len(rows)), key=lambda k: len(rows[k]))
     out = [["O"] * len(tokens) for tokens in token_lists]
     for b in range(0, len(order), batch_size):
-        chunk = [pieces[k] for k in order[b:b + batch_size]]
-        batch = [list(token_lists[i][start:end]) + context
-                 for i, start, end, context in chunk]
-        padded = np.full((len(batch), max(map(len, batch))), PAD,
-                         dtype=object)
-        for row, tokens in enumerate(batch):
-            padded[row, : len(tokens)] = tokens
-        ids = np.asarray(forward(tf.constant(padded.astype(str)))[0])
-        for row, (i, start, end, _) in enumerate(chunk):
-            out[i][start:end] = [tags[k] for k in ids[row, : end - start]]
+        chunk = order[b:b + batch_size]
+        batch = np.full((len(chunk), max(len(rows[k]) for k in chunk)), PAD,
+                        dtype=object)
+        for row, k in enumerate(chunk):
+            batch[row, : len(rows[k])] = rows[k]
+        ids = np.asarray(forward(tf.constant(batch.astype(str)))[0])
+        for row, k in enumerate(chunk):
+            i, start, end, _ = spans[k]
+            out[i][start:end] = [tags[t] for t in ids[row, : end - start]]
     return out
 
 
