@@ -63,6 +63,8 @@ ABLATION = [
      ["--document-context", "neighbours"]),
     ("context-mentions", "document context: other mentions",
      ["--document-context", "mentions"]),
+    ("decay-epochs", "the learning rate decays over --epochs, not over the "
+                     "time budget", ["--decay-over", "epochs"]),
 ]
 
 

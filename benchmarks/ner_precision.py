@@ -55,7 +55,7 @@ def step_times(args, corpus):
         config = _config(args, precision, os.path.join(args.run_root, "steps"))
         keras.utils.set_random_seed(0)
         _, features, model = train_lib.build_tagger(config, vocab)
-        train_lib.compile_for_training(model, config, 1000)
+        train_lib.compile_for_training(model, config)
         batches = [b for _, _, b in pipeline.epochs_dataset(
             sentences, corpus.tags, config.batch_size, config.model.max_length,
             0, 0, 1).take(args.steps)]

@@ -38,6 +38,7 @@ from keras_resnorm.ner.context import MODES
 from keras_resnorm.ner.data import SCHEMES, check_encoding
 from keras_resnorm.ner.distribute import PRECISIONS, STRATEGIES
 from keras_resnorm.ner.errors import ConfigError
+from keras_resnorm.ner.training_callbacks import DECAY_HORIZONS
 
 def _check(rule, **kwargs):
     """A field check: `rule(name, value, ...)` raising `ConfigError`."""
@@ -206,11 +207,16 @@ class TrainConfig(_Schema):
     batch_size: int = setting(32, "sentences (windows) per batch",
                               check=POSITIVE_INT)
     learning_rate: float = setting(1e-3, "peak AdamW learning rate (cosine "
-                                   "decay after the warm-up)", check=POSITIVE)
+                                   "decay after the warm-up, see "
+                                   "--decay-over)", check=POSITIVE)
     weight_decay: float = setting(0.01, "AdamW decoupled weight decay",
                                   check=NON_NEGATIVE)
     warmup_epochs: float = setting(1.0, "linear learning-rate warm-up length",
                                    check=NON_NEGATIVE)
+    decay_over: str = setting(
+        "budget", "what the cosine decay spans: --epochs, or --max-minutes "
+                  "when that ends the run first (budget; the rate then "
+                  "depends on the machine's speed)", choices=DECAY_HORIZONS)
     min_count: int = setting(2, "training words seen fewer times get the "
                              "out-of-vocabulary id",
                              check=_check(check_int, minimum=1))

@@ -233,3 +233,17 @@ def any_worker(strategy, flag):
     value = strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
     return bool(strategy.reduce("SUM", value, axis=None).numpy() > 0)
 
+
+
+def worker_mean(strategy, value):
+    """The mean of `value` (a float) over the workers, the same on all.
+
+    A number read from each worker's own clock (the learning rate's
+    progress through a time budget) must agree across workers, or their
+    weights drift apart. `value` itself unless training spans several
+    workers.
+    """
+    if not is_multi_worker(strategy):
+        return float(value)
+    per_worker = strategy.run(lambda: tf.constant(float(value)))
+    return float(strategy.reduce("MEAN", per_worker, axis=None).numpy())

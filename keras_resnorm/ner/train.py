@@ -52,6 +52,7 @@ from keras_resnorm.ner.features import vocabulary
 from keras_resnorm.ner.model import build_model, loss
 from keras_resnorm.ner.training_callbacks import (
     DevEntityF1,
+    LearningRateSchedule,
     ModelCheckpoints,
     SwapAveragedWeights,
     TimeBudget,
@@ -95,24 +96,19 @@ def build_tagger(config, vocab, strategy=None):
     return tagger, features, model
 
 
-def compile_for_training(model, config, steps, strategy=None):
+def compile_for_training(model, config, strategy=None):
     """Compile `model` as the trainer does: AdamW with decoupled weight
     decay and gradient clipping (keeping a moving average of the weights
-    when `ema_momentum` > 0), a linear warm-up over `warmup_epochs` then
-    cosine decay over `epochs` of `steps` batches, the tag loss."""
+    when `ema_momentum` > 0), the tag loss. The learning rate starts at
+    the peak; `schedule` sets it before every batch."""
     strategy = strategy or tf.distribute.get_strategy()
-    total = max(1, steps * config.epochs)
-    warmup = min(total - 1, int(steps * config.warmup_epochs))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, total - warmup), alpha=0.05,
-        warmup_target=config.learning_rate, warmup_steps=warmup)
     with strategy.scope():
         # Under mixed_float16 Keras wraps the optimizer in a
         # LossScaleOptimizer (dynamic loss scaling) by itself.
         model.compile(
             optimizer=optimizers.AdamW(
-                schedule, weight_decay=config.weight_decay, clipnorm=1.0,
-                use_ema=config.ema_momentum > 0,
+                config.learning_rate, weight_decay=config.weight_decay,
+                clipnorm=1.0, use_ema=config.ema_momentum > 0,
                 ema_momentum=config.ema_momentum or 0.99),
             loss=loss(model),
             weighted_metrics=["accuracy"],
@@ -121,6 +117,19 @@ def compile_for_training(model, config, steps, strategy=None):
     keep_training_weights_after_fit(model)
     if distribute.is_multi_worker(strategy):
         _keras_workarounds.vector_logs_train_step(model)
+
+
+def schedule(config, steps, budget=None):
+    """The trainer's learning rate (`LearningRateSchedule`): a linear
+    warm-up over `warmup_epochs` of `steps` batches, then cosine decay over
+    `epochs`, or with `decay_over="budget"` over the time `budget`
+    (`TimeBudget`) when that ends the run first."""
+    total = max(1, steps * config.epochs)
+    return LearningRateSchedule(
+        config.learning_rate,
+        warmup_steps=min(total - 1, int(steps * config.warmup_epochs)),
+        total_steps=total,
+        budget=budget if config.decay_over == "budget" else None)
 
 
 def _build_for_fit(model, batch, strategy):
@@ -173,7 +182,7 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
     keras.utils.set_random_seed(config.seed)
     tagger, features, model = build_tagger(config, vocab, strategy)
     steps = _steps_per_epoch(config, train_sentences, train_contexts)
-    compile_for_training(model, config, steps, strategy)
+    compile_for_training(model, config, strategy)
     writer = tf.summary.create_file_writer(
         os.path.join(write_dir, "logs", "ner"))
     if not resumed:
@@ -184,17 +193,20 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
         tagger, dev_sentences, os.path.join(write_dir, "state.json"),
         config.patience, writer, sum(len(t) for t, _ in train_sentences),
         steps, strategy, dev_contexts=dev_contexts)
+    budget = (TimeBudget(config.max_minutes * 60, strategy)
+              if config.max_minutes else None)
+    learning_rate = schedule(config, steps, budget)
     backup = TrainingBackup(
         os.path.join(write_dir, "backup"), steps, config.backup_steps,
-        states={"entity_f1": f1_callback},
+        states={"entity_f1": f1_callback, "learning_rate": learning_rate},
         restore_directory=os.path.join(config.run_dir, "backup"))
     if chief:
         backup.clean()
     _build_for_fit(model, sample, strategy)
     with strategy.scope():
         epoch, skip = backup.restore(model)
-    callbacks = _callbacks(config, write_dir, sample, tagger, f1_callback,
-                           backup, extra_callbacks, strategy)
+    callbacks = _callbacks(write_dir, sample, tagger, f1_callback,
+                           learning_rate, budget, backup, extra_callbacks)
     train_seconds = _fit(model, config, train_sentences, train_contexts,
                          vocab["tags"], features, steps, epoch, skip,
                          callbacks, backup)
@@ -262,13 +274,14 @@ def _sample_batch(config, corpus, vocab, features):
         lambda t, g, w: (tuple(features(t)), g, w)))))
 
 
-def _callbacks(config, write_dir, sample, tagger, f1_callback, backup,
-               extra_callbacks, strategy):
+def _callbacks(write_dir, sample, tagger, f1_callback, learning_rate, budget,
+               backup, extra_callbacks):
     log_dir = os.path.join(write_dir, "logs")
     callbacks = [
         # Ours, first: Keras appends its own bar last, which then printed
         # the epoch's bar again after the dev F1 line.
         keras.callbacks.ProgbarLogger(),
+        learning_rate,
         keras.callbacks.TensorBoard(log_dir, write_graph=False),
         ResidualStreamDiagnostics(list(sample[0]), os.path.join(log_dir, "ner"),
                                   targets=sample[1], sample_weight=sample[2]),
@@ -280,8 +293,8 @@ def _callbacks(config, write_dir, sample, tagger, f1_callback, backup,
         ModelCheckpoints(tagger, write_dir, f1_callback),
         SwapAveragedWeights(),
     ]
-    if config.max_minutes:
-        callbacks.append(TimeBudget(config.max_minutes * 60, strategy))
+    if budget is not None:
+        callbacks.append(budget)
     callbacks.extend(extra_callbacks)
     # Last, so it saves what the callbacks before it have updated.
     callbacks.append(backup)

@@ -1,9 +1,9 @@
 """The trainer's callbacks, one concern each: dev evaluation with early
 stopping (`DevEntityF1`), model checkpoints (`ModelCheckpoints`), the
 averaged weights in and out of the model around those two
-(`SwapAveragedWeights`) and the wall-clock budget (`TimeBudget`).
-`train.py` installs them in that order, then the backup (`backup.py`)
-last, so it saves what they updated."""
+(`SwapAveragedWeights`), the learning rate (`LearningRateSchedule`) and
+the wall-clock budget (`TimeBudget`). `train.py` installs them, then the
+backup (`backup.py`) last, so it saves what they updated."""
 
 import json
 import math
@@ -219,11 +219,91 @@ class TimeBudget(keras.callbacks.Callback):
         if self.start is None:
             self.start = time.perf_counter()
 
+    def fraction(self):
+        """The part of the budget spent so far in this process (0 before
+        the first `fit`; above 1 once it ran out)."""
+        if self.start is None:
+            return 0.0
+        return (time.perf_counter() - self.start) / self.seconds
+
     def on_train_batch_end(self, batch, logs=None):
-        late = time.perf_counter() - self.start > self.seconds
-        if distribute.any_worker(self.strategy, late):
+        if distribute.any_worker(self.strategy, self.fraction() > 1):
             self.exhausted = True
             self.model.stop_training = True
+
+
+# What the learning rate's decay spans (`TrainConfig.decay_over`).
+DECAY_HORIZONS = ("budget", "epochs")
+
+
+def learning_rate(step, progress, peak, warmup_steps, alpha=0.05):
+    """The learning rate at optimizer step `step` when `progress` (0 to 1)
+    of the run is done: a linear warm-up over `warmup_steps` times a cosine
+    decay from `peak` to `alpha * peak` over the progress (Loshchilov &
+    Hutter 2017, SGDR, without restarts):
+
+    ```
+    lr = peak * min(1, (step + 1) / warmup_steps)
+              * (alpha + (1 - alpha) * (1 + cos(pi * min(progress, 1))) / 2)
+    ```
+    """
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return peak * warm * (alpha + (1.0 - alpha) * cosine)
+
+
+class LearningRateSchedule(keras.callbacks.Callback):
+    """Set the optimizer's learning rate before every batch
+    (`learning_rate`), with the run's progress fitted to its budget.
+
+    The progress is the larger of the steps done out of `total_steps` (the
+    configured epochs) and, with a `budget` (`TimeBudget`), the budget's
+    spent part, so the decay ends when the run does, whichever ends it. A
+    run stopped by its budget at epoch 4 of 20 has thus finished its decay
+    instead of stopping near the peak rate. A resumed run starts from the
+    progress it had reached (saved with the backup: `get_state`/
+    `set_state`) and fits the rest of the decay into the new call's budget.
+    Without a budget the rate depends on the step alone, so a resumed run
+    continues exactly; with one it depends on the machine's speed.
+    """
+
+    def __init__(self, peak, warmup_steps, total_steps, budget=None,
+                 alpha=0.05):
+        super().__init__()
+        self.peak = peak
+        self.warmup_steps = warmup_steps
+        self.total_steps = max(1, total_steps)
+        self.budget = budget
+        self.alpha = alpha
+        self.state = {"progress": 0.0}
+        self._resumed_at = None
+
+    def get_state(self):
+        return json_copy(self.state)
+
+    def set_state(self, state):
+        self.state = json_copy(state)
+
+    def on_train_begin(self, logs=None):
+        if self._resumed_at is None:
+            self._resumed_at = self.state["progress"]
+
+    def progress(self, step):
+        """The run's progress at optimizer step `step` (never decreasing)."""
+        progress = step / self.total_steps
+        if self.budget is not None:
+            start = self._resumed_at or 0.0
+            spent = distribute.worker_mean(self.budget.strategy,
+                                           self.budget.fraction())
+            progress = max(progress, start + (1.0 - start) * spent)
+        return max(progress, self.state["progress"])
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        self.state["progress"] = min(1.0, self.progress(step))
+        self.model.optimizer.learning_rate = learning_rate(
+            step, self.state["progress"], self.peak, self.warmup_steps,
+            self.alpha)
 
 
 def json_copy(value):

@@ -1,13 +1,20 @@
 """The trainer's averaged weights: evaluated and saved at epoch ends, out
-of the way of training and of an exact resume."""
+of the way of training and of an exact resume; its learning rate, fitted
+to the epochs or the time budget, whichever ends the run."""
+
+import math
 
 import keras
 import numpy as np
+import pytest
+import tensorflow as tf
 
 from keras_resnorm.ner.backup import TrainingBackup
 from keras_resnorm.ner.training_callbacks import (
+    LearningRateSchedule,
     SwapAveragedWeights,
     keep_training_weights_after_fit,
+    learning_rate,
 )
 
 
@@ -77,3 +84,91 @@ def test_without_an_average_nothing_is_swapped():
     seen = _fit(model, [], 0, 2)
     for a, b in zip(seen[-1], model.trainable_weights):
         np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_learning_rate_warms_up_then_decays_to_alpha_over_the_progress():
+    peak = 1e-3
+    # Linear warm-up over the first 4 steps, whatever the progress.
+    assert [learning_rate(s, 0.0, peak, 4) for s in range(5)] == pytest.approx(
+        [peak / 4, peak / 2, 3 * peak / 4, peak, peak])
+    # Then the cosine: halfway is the mean of peak and alpha * peak.
+    assert learning_rate(10, 0.5, peak, 4) == pytest.approx(
+        peak * (0.05 + 0.95 / 2))
+    assert learning_rate(10, 1.0, peak, 4) == pytest.approx(0.05 * peak)
+    assert learning_rate(10, 3.0, peak, 4) == pytest.approx(0.05 * peak)
+    rates = [learning_rate(10, p / 10, peak, 4) for p in range(11)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert learning_rate(0, 0.0, peak, 0) == peak
+
+
+class _Budget:
+    """A `TimeBudget` whose spent part the test sets."""
+
+    strategy = tf.distribute.get_strategy()
+
+    def __init__(self):
+        self.spent = 0.0
+
+    def fraction(self):
+        return self.spent
+
+
+class _Rates(keras.callbacks.Callback):
+    """The learning rate each batch ran with; spends `per_batch` of a
+    `_Budget` after each."""
+
+    def __init__(self, budget=None, per_batch=0.0):
+        super().__init__()
+        self.budget, self.per_batch, self.rates = budget, per_batch, []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.rates.append(float(self.model.optimizer.learning_rate.numpy()))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.budget is not None:
+            self.budget.spent += self.per_batch
+
+
+def test_the_budget_ends_the_decay_when_it_ends_the_run():
+    # 8 epochs of 4 batches configured, but the budget runs out after 8:
+    # the decay follows the budget and ends at alpha * peak.
+    budget = _Budget()
+    schedule = LearningRateSchedule(1e-2, warmup_steps=2, total_steps=32,
+                                    budget=budget)
+    rates = _Rates(budget, per_batch=1 / 7)
+    _fit(_model(ema=False), [schedule, rates], 0, 2)
+    assert rates.rates == pytest.approx(
+        [learning_rate(s, min(1.0, s / 7), 1e-2, 2) for s in range(8)])
+    assert rates.rates[-1] == pytest.approx(0.05 * 1e-2)
+    assert schedule.get_state()["progress"] == pytest.approx(1.0)
+
+    # A resumed call fits the rest of the decay into its own budget.
+    resumed = LearningRateSchedule(1e-2, 2, 32, budget=_Budget())
+    resumed.set_state({"progress": 0.5})
+    resumed.on_train_begin()
+    resumed.budget.spent = 0.5
+    assert resumed.progress(step=8) == pytest.approx(0.75)
+    # The steps still count when they are ahead of the clock.
+    assert resumed.progress(step=30) == pytest.approx(30 / 32)
+
+
+def test_without_a_budget_the_rate_depends_on_the_step_and_resumes_exactly(
+        tmp_path):
+    def schedule():
+        return LearningRateSchedule(1e-2, warmup_steps=2, total_steps=16)
+
+    uninterrupted = _Rates()
+    _fit(_model(ema=False), [schedule(), uninterrupted], 0, 4)
+    assert uninterrupted.rates == pytest.approx(
+        [learning_rate(s, s / 16, 1e-2, 2) for s in range(16)])
+
+    first, rates = schedule(), _Rates()
+    _fit(_model(ema=False), [first, rates, TrainingBackup(
+        str(tmp_path), 4, states={"learning_rate": first})], 0, 2)
+    resumed, model = schedule(), _model(seed=2, ema=False)
+    assert TrainingBackup(str(tmp_path), 4, states={
+        "learning_rate": resumed}).restore(model) == (2, 0)
+    assert resumed.get_state()["progress"] == pytest.approx(7 / 16)
+    _fit(model, [resumed, rates], 2, 4)
+    assert rates.rates == uninterrupted.rates
+    assert not math.isclose(rates.rates[0], rates.rates[-1])
