@@ -158,3 +158,17 @@ def test_tokens_per_second_count_the_batches_an_epoch_ran(monkeypatch,
     logs = {}
     callback.on_epoch_end(0, logs)
     assert 20 < logs["tokens_per_second"] <= 250, logs  # 500 tokens / ~2 s
+
+
+@pytest.mark.parametrize("decay_over", ["budget", "epochs"])
+def test_the_decay_spans_the_budget_only_when_asked(decay_over):
+    from keras_resnorm.ner.config import TrainConfig
+    from keras_resnorm.ner.train import schedule
+    from keras_resnorm.ner.training_callbacks import TimeBudget
+
+    config = TrainConfig(epochs=4, warmup_epochs=0.5, max_minutes=1.0,
+                         decay_over=decay_over)
+    budget = TimeBudget(60.0)
+    rate = schedule(config, steps=10, budget=budget)
+    assert (rate.total_steps, rate.warmup_steps) == (40, 5)
+    assert rate.budget is (budget if decay_over == "budget" else None)
