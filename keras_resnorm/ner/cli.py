@@ -144,7 +144,7 @@ def build_parser():
     # The flags are made from the config's fields (config.py).
     demo_defaults = dataclasses.replace(
         TrainConfig(), run_dir=os.path.join("runs", "ner-demo"),
-        max_minutes=3.0, epochs=6, patience=4)
+        max_minutes=3.0, epochs=20)
     add_flags(demo, demo_defaults)
     demo.set_defaults(defaults=demo_defaults)
     train = add("train", help="train a tagger")
