@@ -66,6 +66,10 @@ ABLATION = [
      ["--document-context", "mentions"]),
     ("decay-epochs", "the learning rate decays over --epochs, not over the "
                      "time budget", ["--decay-over", "epochs"]),
+    ("eval-steps", "dev evaluated at epoch ends 200 batches apart, not "
+                   "after every epoch", ["--eval-steps", "200"]),
+    ("iobes", "the model learns IOBES tags (it outputs IOB2)",
+     ["--model-tags", "iobes"]),
 ]
 
 

@@ -38,6 +38,7 @@ from keras_resnorm.ner.context import MODES
 from keras_resnorm.ner.data import SCHEMES, check_encoding
 from keras_resnorm.ner.distribute import PRECISIONS, STRATEGIES
 from keras_resnorm.ner.errors import ConfigError
+from keras_resnorm.ner.tags import SCHEMES as TAG_SCHEMES
 from keras_resnorm.ner.training_callbacks import DECAY_HORIZONS
 
 def _check(rule, **kwargs):
@@ -151,6 +152,10 @@ class ModelConfig(_Schema):
               "suffix, shape); 0: off", check=_check(check_int, minimum=0))
     hash_dim: int = setting(32, "embedding size of each hashed feature")
     crf: bool = setting(True, "linear-chain CRF output (Viterbi decoding)")
+    model_tags: str = setting(
+        "iob2", "the tags the model learns: iobes also marks single-token "
+                "(S-) and last (E-) mention tokens (tags.py); the tagger "
+                "outputs IOB2 either way", choices=TAG_SCHEMES)
     document_context: str = setting(
         "none", "read each sentence with tokens of its document: the "
                 "neighbouring sentences, or the other mentions of its "
@@ -232,8 +237,13 @@ class TrainConfig(_Schema):
         0.0, "momentum of the moving average of the weights that are "
              "evaluated, kept and exported (0: the training weights)",
         check=RATE)
-    patience: int = setting(6, "stop after this many epochs without a dev "
-                            "F1 gain", check=_check(check_int, minimum=0))
+    patience: int = setting(6, "stop after this many dev evaluations "
+                            "without a F1 gain",
+                            check=_check(check_int, minimum=0))
+    eval_steps: int = setting(
+        0, "evaluate dev at the first epoch end at least N batches after "
+           "the previous evaluation, and when training ends (0: after every "
+           "epoch)", check=_check(check_int, minimum=0))
     max_minutes: float = setting(None, "wall-clock training budget",
                                  check=_check(check_positive, optional=True))
     max_train_sentences: int = setting(None, "train on the first N "

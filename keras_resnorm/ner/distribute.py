@@ -234,7 +234,6 @@ def any_worker(strategy, flag):
     return bool(strategy.reduce("SUM", value, axis=None).numpy() > 0)
 
 
-
 def worker_mean(strategy, value):
     """The mean of `value` (a float) over the workers, the same on all.
 

@@ -91,7 +91,7 @@ def evaluate(model, sentences, batch_size=64, forward=None, contexts=None):
     flat_true = [t for tags in true_tags for t in tags]
     flat_pred = [t for tags in pred_tags for t in tags]
     accuracy = float(np.mean(np.array(flat_true) == np.array(flat_pred)))
-    labels = tag_names(model)
+    labels = list(dict.fromkeys(tag_names(model)))
     text = (
         "Entity-level scores (seqeval, conlleval-compatible; the standard "
         "metric):\n"

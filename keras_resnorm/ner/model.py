@@ -35,6 +35,7 @@ from keras_resnorm.layers.hyper_connection import (
 )
 from keras_resnorm.ner import crf as crf_lib
 from keras_resnorm.ner import features as features_lib
+from keras_resnorm.ner.tags import to_iob2
 
 # The token contract (normalization, casing, characters, hashed features)
 # lives in features.py; re-exported where the package imported them from.
@@ -390,8 +391,9 @@ def _core(model):
 
 
 def tag_names(model):
-    """The tag set a tagger model was built with."""
-    return _core(model).get_layer("tag_logits").tags
+    """The IOB2 name of each of a tagger's output tags, in output order
+    (a model that learns IOBES repeats names: `tags.to_iob2`)."""
+    return [to_iob2(t) for t in _core(model).get_layer("tag_logits").tags]
 
 
 def max_length(model):

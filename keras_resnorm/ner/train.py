@@ -44,6 +44,7 @@ import tensorflow as tf
 from keras_resnorm import _keras_workarounds, optimizers
 from keras_resnorm.callbacks import ResidualStreamDiagnostics
 from keras_resnorm.ner import context, distribute, files, pipeline, resume
+from keras_resnorm.ner import tags as tags_lib
 from keras_resnorm.ner.backup import TrainingBackup
 from keras_resnorm.ner.data import check_tags, find_corpus
 from keras_resnorm.ner.errors import ConfigError
@@ -192,7 +193,8 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
     f1_callback = DevEntityF1(
         tagger, dev_sentences, os.path.join(write_dir, "state.json"),
         config.patience, writer, sum(len(t) for t, _ in train_sentences),
-        steps, strategy, dev_contexts=dev_contexts)
+        steps, strategy, dev_contexts=dev_contexts,
+        eval_steps=config.eval_steps)
     budget = (TimeBudget(config.max_minutes * 60, strategy)
               if config.max_minutes else None)
     learning_rate = schedule(config, steps, budget)
@@ -226,6 +228,9 @@ def _load_corpus(config, corpus, strategy):
     check_tags(corpus)
     train_sentences, train_contexts = _split(
         config, corpus, "train", limit=config.max_train_sentences)
+    # The tags the model learns (IOB2, or IOBES: tags.py).
+    train_sentences = tags_lib.model_sentences(train_sentences,
+                                           config.model.model_tags)
     print(f"corpus: {corpus.source} ({len(train_sentences)} training "
           f"sentences, tags {corpus.tags}); strategy {config.strategy} "
           f"({strategy.num_replicas_in_sync} replicas), precision "
@@ -241,14 +246,16 @@ def _split(config, corpus, split, limit=None):
         config.model.context_tokens, limit=limit)
 
 
-def _vocabulary(config, train_sentences, tags, resumed, write_dir):
+def _vocabulary(config, train_sentences, corpus_tags, resumed, write_dir):
     """The run's vocabularies: saved ones when resuming, else built here."""
     vocab_path = os.path.join(config.run_dir, "vocab.json")
     if resumed and os.path.exists(vocab_path):
         with open(vocab_path) as f:
             return json.load(f)
     words, chars = build_vocabulary(train_sentences, config.min_count)
-    vocab = {"words": words, "chars": chars, "tags": tags}
+    vocab = {"words": words, "chars": chars,
+             "tags": tags_lib.model_tag_set(corpus_tags,
+                                            config.model.model_tags)}
     files.atomic_write_json(os.path.join(write_dir, "vocab.json"), vocab)
     return vocab
 
@@ -268,8 +275,9 @@ def _sample_batch(config, corpus, vocab, features):
     """64 featurized dev sentences: they build the model and feed the
     residual-stream diagnostics."""
     dataset = pipeline.make_dataset(
-        corpus.sentences("valid")[:64], vocab["tags"], 64,
-        config.model.max_length)
+        tags_lib.model_sentences(corpus.sentences("valid")[:64],
+                                 config.model.model_tags),
+        vocab["tags"], 64, config.model.max_length)
     return next(iter(dataset.map(tf.autograph.experimental.do_not_convert(
         lambda t, g, w: (tuple(features(t)), g, w)))))
 

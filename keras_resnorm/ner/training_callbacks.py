@@ -34,6 +34,13 @@ class DevEntityF1(keras.callbacks.Callback):
     epochs without a gain it stops training; with `strategy` spanning
     several workers the decision is joint (`distribute.any_worker`).
 
+    With `eval_steps` > 0 it evaluates only at the first epoch end at
+    least `eval_steps` batches after the previous evaluation, and always
+    after the last epoch and when training stops early (the time budget):
+    at small corpus sizes, where an epoch is a few dozen batches, the dev
+    evaluation after every epoch can take as long as the training.
+    `patience` then counts evaluations.
+
     Training tokens per second count the batches the epoch really ran
     (`train_tokens` per `steps_per_epoch` batches): a resumed epoch starts
     part-way, and the time budget may end one early. `dev_contexts` is the
@@ -48,7 +55,7 @@ class DevEntityF1(keras.callbacks.Callback):
 
     def __init__(self, tagger, dev_sentences, state_path, patience, writer,
                  train_tokens, steps_per_epoch, strategy=None,
-                 dev_contexts=None):
+                 dev_contexts=None, eval_steps=0):
         super().__init__()
         self.tagger = tagger
         self.dev = dev_sentences
@@ -58,9 +65,10 @@ class DevEntityF1(keras.callbacks.Callback):
         self.writer = writer
         self.train_tokens = train_tokens
         self.steps_per_epoch = steps_per_epoch
+        self.eval_steps = eval_steps
         self.strategy = strategy or tf.distribute.get_strategy()
         self.state = {"best_f1": -1.0, "best_epoch": None, "wait": 0,
-                      "finished": False, "epochs": []}
+                      "finished": False, "epochs": [], "since_eval": 0}
         self.improved = False
         self._forward = None
         self._started = None
@@ -79,21 +87,39 @@ class DevEntityF1(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self._batches += 1
 
+    def _evaluation_due(self, epoch):
+        """Whether this epoch's end evaluates (see `eval_steps`)."""
+        if not self.eval_steps or self.state["since_eval"] >= self.eval_steps:
+            return True
+        stopping = self.model is not None and self.model.stop_training
+        last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
+        return stopping or last
+
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._started
+        tokens_per_second = (self._batches / self.steps_per_epoch
+                             * self.train_tokens / seconds)
+        logs = logs if logs is not None else {}
+        logs["tokens_per_second"] = tokens_per_second
+        self.state["since_eval"] = (self.state.get("since_eval", 0)
+                                    + self._batches)
+        if not self._evaluation_due(epoch):
+            self.improved = False
+            self._record(epoch, None, logs, seconds, tokens_per_second)
+            print(f"epoch {epoch + 1}: {tokens_per_second:,.0f} training "
+                  f"tokens/s; dev evaluated after {self.eval_steps} batches "
+                  f"({self.state['since_eval']} so far)", flush=True)
+            return
+        self.state["since_eval"] = 0
         if self._forward is None:
             self._forward = make_forward(self.tagger)
         pred = predict_tags(self.tagger, [t for t, _ in self.dev],
                             forward=self._forward,
                             contexts=self.dev_contexts)
         scores = entity_scores([g for _, g in self.dev], pred)
-        tokens_per_second = (self._batches / self.steps_per_epoch
-                             * self.train_tokens / seconds)
-        logs = logs if logs is not None else {}
         logs.update({"val_entity_precision": scores["precision"],
                      "val_entity_recall": scores["recall"],
-                     "val_entity_f1": scores["f1"],
-                     "tokens_per_second": tokens_per_second})
+                     "val_entity_f1": scores["f1"]})
         self._write_summaries(epoch, scores, tokens_per_second)
         self.improved = scores["f1"] > self.state["best_f1"]
         if self.improved:
@@ -101,19 +127,25 @@ class DevEntityF1(keras.callbacks.Callback):
                               wait=0)
         else:
             self.state["wait"] += 1
-        self.state["epochs"].append({
-            "epoch": epoch + 1, "dev_entity_f1": scores["f1"],
-            "loss": float(logs.get("loss", math.nan)),
-            "seconds": seconds, "tokens_per_second": tokens_per_second})
-        files.atomic_write_json(self.state_path, self.state)
+        self._record(epoch, scores["f1"], logs, seconds, tokens_per_second)
         print(f"epoch {epoch + 1}: dev entity F1 {scores['f1']:.4f} "
               f"(best {self.state['best_f1']:.4f} at epoch "
               f"{self.state['best_epoch']}), {tokens_per_second:,.0f} "
               "training tokens/s", flush=True)
         if distribute.any_worker(self.strategy,
                                  self.state["wait"] >= self.patience):
-            print(f"early stopping: no dev F1 gain in {self.patience} epochs")
+            print(f"early stopping: no dev F1 gain in {self.patience} "
+                  "evaluations")
             self.model.stop_training = True
+
+    def _record(self, epoch, f1, logs, seconds, tokens_per_second):
+        """Add the epoch to the state (`f1` None: not evaluated) and write
+        the state file."""
+        self.state["epochs"].append({
+            "epoch": epoch + 1, "dev_entity_f1": f1,
+            "loss": float(logs.get("loss", math.nan)),
+            "seconds": seconds, "tokens_per_second": tokens_per_second})
+        files.atomic_write_json(self.state_path, self.state)
 
     def mark_finished(self):
         """Record in `state_path` that the run ended and was scored."""

@@ -2,6 +2,7 @@ import dataclasses
 import json
 import os
 
+import keras
 import pytest
 
 from keras_resnorm.ner import cli
@@ -20,6 +21,20 @@ def test_demo_trains_evaluates_tags_and_exports(demo_run, builtin_corpus,
     after = lines[lines.index(next(x for x in lines if x.startswith(
         "epoch 1: dev entity F1"))) + 1]
     assert after.startswith("Epoch 2/"), lines
+    # The demo fixture's model learns IOBES (--model-tags iobes) and tags
+    # in IOB2.
+    vocab = json.loads((run_dir / "vocab.json").read_text())
+    assert {"S-PER", "E-PER", "B-PER", "I-PER"} <= set(vocab["tags"])
+    from keras_resnorm.ner.evaluate import predict_tags
+    from keras_resnorm.ner.model import tag_names
+
+    best = keras.saving.load_model(str(run_dir / "best.keras"),
+                                   safe_mode=True)
+    assert set(tag_names(best)) == set(builtin_corpus.tags)
+    predicted = predict_tags(best, [t for t, _ in
+                                    builtin_corpus.sentences("valid")[:40]])
+    found = {t for tags in predicted for t in tags}
+    assert found <= set(builtin_corpus.tags) and found != {"O"}, found
     assert os.path.exists(run_dir / "serving" / "ner" / "1" / "saved_model.pb")
     # The demo replaces its own finished run when run again (train would
     # refuse: see test_predict_and_evaluate_commands).

@@ -172,3 +172,46 @@ def test_the_decay_spans_the_budget_only_when_asked(decay_over):
     rate = schedule(config, steps=10, budget=budget)
     assert (rate.total_steps, rate.warmup_steps) == (40, 5)
     assert rate.budget is (budget if decay_over == "budget" else None)
+
+
+def test_eval_steps_evaluates_after_enough_batches_and_at_the_end(
+        tmp_path, monkeypatch):
+    from keras_resnorm.ner import training_callbacks
+
+    calls = []
+    monkeypatch.setattr(training_callbacks, "predict_tags",
+                        lambda tagger, tokens, forward, contexts:
+                        calls.append(1) or [["B-ORG"]] * len(tokens))
+    writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
+
+    def callback():
+        made = training_callbacks.DevEntityF1(
+            tagger=None, dev_sentences=[(["EU"], ["B-ORG"])],
+            state_path=str(tmp_path / "state.json"), patience=5,
+            writer=writer, train_tokens=100, steps_per_epoch=4,
+            eval_steps=10)
+        made._forward = object()
+        made.set_params({"epochs": 6})
+        return made
+
+    def epoch(made, number, batches=4):
+        made.on_epoch_begin(number)
+        for batch in range(batches):
+            made.on_train_batch_end(batch)
+        made.on_epoch_end(number, {})
+        return made.state["epochs"][-1]["dev_entity_f1"]
+
+    made = callback()
+    # 4 batches an epoch, 10 between evaluations: epochs 3 and 6 (the last).
+    assert [epoch(made, e) for e in range(6)] == [None, None, 1.0, None,
+                                                  None, 1.0]
+    assert len(calls) == 2 and made.state["best_epoch"] == 3
+    # A resumed run keeps counting from the backup's state; a stop (the
+    # time budget) evaluates at once.
+    resumed = callback()
+    resumed.set_state({**made.state, "epochs": [], "since_eval": 4})
+    assert epoch(resumed, 1) is None
+    resumed.set_model(keras.Sequential())
+    resumed.model.stop_training = True
+    assert epoch(resumed, 2, batches=1) == 1.0
+    assert resumed.state["since_eval"] == 0
