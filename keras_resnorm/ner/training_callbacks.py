@@ -107,8 +107,9 @@ class DevEntityF1(keras.callbacks.Callback):
             self.improved = False
             self._record(epoch, None, logs, seconds, tokens_per_second)
             print(f"epoch {epoch + 1}: {tokens_per_second:,.0f} training "
-                  f"tokens/s; dev evaluated after {self.eval_steps} batches "
-                  f"({self.state['since_eval']} so far)", flush=True)
+                  f"tokens/s; no dev evaluation ({self.state['since_eval']} "
+                  f"of --eval-steps {self.eval_steps} batches since the "
+                  "last)", flush=True)
             return
         self.state["since_eval"] = 0
         if self._forward is None:
