@@ -31,13 +31,25 @@ them.
    mask Keras attaches to a tensor; a residual wrapper detaches it for a
    wrapped layer that does not support masking (see
    `layers/_residual_core.py`). Uses `keras.src.backend.common.masking`.
+7. `standalone_config` / `from_standalone_config`: inside Keras's object
+   sharing scope (every `.keras` save and load), `serialize_keras_object`
+   keys each config by `id(obj)` and marks a second config with the same
+   id as `shared_object_id`; `deserialize_keras_object` then returns the
+   first object for both. A norm template serialized twice, or two
+   short-lived copies whose ids recur while a model loads, came back as
+   one layer built twice. These keep a config out of that bookkeeping.
 
 Nothing here imports TensorFlow at module level.
 """
 
 import keras
 
+import copy
+
 KERAS_CHECKED = "3.15"
+
+# The key Keras's object sharing scope adds to a config it saw twice.
+SHARED_OBJECT_KEY = "shared_object_id"
 
 
 def flatten_layers(model, include_self=False):
@@ -114,3 +126,24 @@ def set_keras_mask(x, mask):
     from keras.src.backend.common import masking
 
     masking.set_keras_mask(x, mask)
+
+
+def _unshared(config):
+    if isinstance(config, dict):
+        return {k: _unshared(v) for k, v in config.items()
+                if k != SHARED_OBJECT_KEY}
+    if isinstance(config, (list, tuple)):
+        return type(config)(_unshared(v) for v in config)
+    return config
+
+
+def standalone_config(obj):
+    """`keras.saving.serialize_keras_object(obj)`, copied so that no
+    sharing scope marks it later, and without any sharing mark."""
+    return _unshared(copy.deepcopy(keras.saving.serialize_keras_object(obj)))
+
+
+def from_standalone_config(config):
+    """`keras.saving.deserialize_keras_object(config)` that makes a new
+    object even inside a sharing scope."""
+    return keras.saving.deserialize_keras_object(_unshared(config))

@@ -114,3 +114,19 @@ def test_optimizer_internals_the_adamw_override_uses():
         assert callable(getattr(base, name, None)), name
     assert list(inspect.signature(base._backend_update_step).parameters) == [
         "self", "grads", "trainable_variables", "learning_rate"]
+
+
+def test_the_sharing_scope_still_merges_configs_by_id():
+    from keras.src.saving.serialization_lib import ObjectSharingScope
+
+    layer = keras.layers.LayerNormalization()
+    with ObjectSharingScope():
+        plain = [keras.saving.serialize_keras_object(layer) for _ in "ab"]
+        standalone = [kw.standalone_config(layer) for _ in "ab"]
+        merged = [keras.saving.deserialize_keras_object(c) for c in plain]
+        apart = [kw.from_standalone_config(c) for c in plain]
+    # If Keras stops merging, standalone configs are no longer needed.
+    assert all(kw.SHARED_OBJECT_KEY in c for c in plain)
+    assert merged[0] is merged[1]
+    assert not any(kw.SHARED_OBJECT_KEY in c for c in standalone)
+    assert apart[0] is not apart[1]

@@ -205,6 +205,23 @@ def test_a_given_norm_survives_a_keras_file_in_every_residual_layer(
     assert not given.built  # the template itself is never used
 
 
+def test_norms_from_one_template_stay_apart_while_keras_loads():
+    # Keras tags configs it serializes inside a loading scope by id(); one
+    # template serialized twice (or two short-lived copies whose ids recur)
+    # came back as one shared norm, built twice: CI's flaky failure of the
+    # test above ("cannot add new elements of state").
+    from keras.src.saving.serialization_lib import ObjectSharingScope
+    from keras_resnorm.layers.normalization import check_norm, make_norm
+
+    given = keras.layers.LayerNormalization(epsilon=1e-4)
+    with ObjectSharingScope():
+        configs = [check_norm(given), check_norm(given)]
+        made = [make_norm(c, name=f"n{i}") for i, c in enumerate(configs)]
+    assert made[0] is not made[1]
+    assert [n.name for n in made] == ["n0", "n1"]
+    assert all("shared_object_id" not in c for c in configs)
+
+
 def test_a_given_norm_fails_clearly():
     with pytest.raises(TypeError, match=r"norm must be one of \('layer', "
                        r"'rms', 'scale', 'dyt'\), a Keras layer, or a "

@@ -3,6 +3,10 @@ gave (the one norm factory of the residual layers)."""
 
 import keras
 
+from keras_resnorm._keras_workarounds import (
+    from_standalone_config,
+    standalone_config,
+)
 from keras_resnorm.layers.dynamic_tanh import DynamicTanh
 from keras_resnorm.layers.layer_normalization import LayerNormalization
 from keras_resnorm.layers.rms_normalization import RMSNormalization
@@ -37,12 +41,13 @@ def check_norm(norm, norm_kwargs=None, argument="norm"):
     returns one (called once here; a layer class, for example), or such a
     config (what `get_config` wrote). A given layer is a template: each norm
     made from it is a fresh copy (`make_norm`), so the instance itself is
-    never called and shares no weights."""
+    never called and shares no weights, even while Keras loads a model
+    (see `_keras_workarounds.standalone_config`)."""
     if isinstance(norm, str):
         return check_norm_name(norm, argument)
     given = norm
     if isinstance(norm, dict):
-        norm = keras.saving.deserialize_keras_object(norm)
+        norm = from_standalone_config(norm)
     elif callable(norm) and not isinstance(norm, keras.layers.Layer):
         norm = norm()
     if not isinstance(norm, keras.layers.Layer):
@@ -55,7 +60,7 @@ def check_norm(norm, norm_kwargs=None, argument="norm"):
             f"norm_kwargs applies to a {argument} given by name; set the "
             f"arguments on the layer instead. Received: {argument}="
             f"{type(norm).__name__}, norm_kwargs={norm_kwargs!r}")
-    return keras.saving.serialize_keras_object(norm)
+    return standalone_config(norm)
 
 
 def make_norm(norm, *, name, dtype=None, norm_kwargs=None, fused=None):
@@ -72,7 +77,7 @@ def make_norm(norm, *, name, dtype=None, norm_kwargs=None, fused=None):
         if dtype is not None:
             config["config"]["dtype"] = keras.dtype_policies.serialize(
                 keras.dtype_policies.get(dtype))
-        return keras.saving.deserialize_keras_object(config)
+        return from_standalone_config(config)
     kwargs = dict(norm_kwargs or {})
     if fused is not None and norm in FUSABLE:
         kwargs.setdefault("fused", fused)
