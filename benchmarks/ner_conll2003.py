@@ -51,8 +51,8 @@ PREVIOUS = TRANSFORMER + ["--no-crf", "--hash-buckets", "0"]
 # Each lever of the default tagger changed, one at a time.
 # The ablation's levers: key (for --levers), what changes, the flags.
 ABLATION = [
-    ("default", "default (4 window-CNN blocks, hashed features, CRF, "
-                "sentences alone)", []),
+    ("default", "default (4 window-CNN blocks, hashed features, CRF "
+                "over IOBES tags, sentences alone)", []),
     ("bilstm", "a BiLSTM block instead of the window-CNN blocks",
      ["--conv-layers", "0", "--recurrent-layers", "1"]),
     ("batch16", "batches of 16 sentences", ["--batch-size", "16"]),
@@ -70,6 +70,8 @@ ABLATION = [
                    "after every epoch", ["--eval-steps", "200"]),
     ("iobes", "the model learns IOBES tags (it outputs IOB2)",
      ["--model-tags", "iobes"]),
+    ("iob2", "the model learns IOB2 tags (the default before IOBES)",
+     ["--model-tags", "iob2"]),
 ]
 
 

@@ -62,8 +62,8 @@ def demo_run(tmp_path_factory, builtin_corpus):
             str(run_dir), "--epochs", "5", "--layers", "1", "--heads", "2",
             "--d-model", "32", "--intermediate-dim", "64", "--max-length",
             "32", "--batch-size", "16", "--learning-rate", "3e-3",
-            # IOBES inside, so the export tests check that its outputs
-            # are IOB2 all the same.
+            # IOBES inside (the default, named so that the export tests
+            # keep checking that the outputs are IOB2 all the same).
             "--model-tags", "iobes"]) == 0
     return run_dir, printed.getvalue()
 

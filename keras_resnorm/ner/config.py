@@ -153,9 +153,9 @@ class ModelConfig(_Schema):
     hash_dim: int = setting(32, "embedding size of each hashed feature")
     crf: bool = setting(True, "linear-chain CRF output (Viterbi decoding)")
     model_tags: str = setting(
-        "iob2", "the tags the model learns: iobes also marks single-token "
-                "(S-) and last (E-) mention tokens (tags.py); the tagger "
-                "outputs IOB2 either way", choices=TAG_SCHEMES)
+        "iobes", "the tags the model learns: iobes also marks single-token "
+                 "(S-) and last (E-) mention tokens (tags.py); the tagger "
+                 "outputs IOB2 either way", choices=TAG_SCHEMES)
     document_context: str = setting(
         "none", "read each sentence with tokens of its document: the "
                 "neighbouring sentences, or the other mentions of its "
