@@ -42,9 +42,9 @@ them.
 Nothing here imports TensorFlow at module level.
 """
 
-import keras
-
 import copy
+
+import keras
 
 KERAS_CHECKED = "3.15"
 
