@@ -90,8 +90,18 @@ class TrainingBackup(keras.callbacks.Callback):
         """Load the newest usable backup into `model` and the states.
 
         Returns `(epoch, step)` to resume from, `(0, 0)` when there is none.
+        A backup that does not load (a damaged file, or one written for
+        another model or by a version without one of `states`) is skipped
+        with a warning; when none loads, the model's weights are put back
+        as they were, so the run starts fresh for real.
         """
-        for epoch, step, path in backups(self.restore_directory):
+        found = backups(self.restore_directory)
+        if not found:
+            return 0, 0
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        before = [v.numpy() for v in _variables(model)]
+        for epoch, step, path in found:
             try:
                 self._load(model, path)
             except (OSError, ValueError, KeyError) as error:
@@ -101,18 +111,25 @@ class TrainingBackup(keras.callbacks.Callback):
             print(f"resuming from backup {path} (epoch {epoch + 1}, "
                   f"{step} batches into it)", flush=True)
             return epoch, step
+        for variable, value in zip(_variables(model), before):
+            variable.assign(value)
+        warnings.warn(f"no backup in {self.restore_directory} loaded; "
+                      "training starts from the beginning", stacklevel=2)
         return 0, 0
 
     def _load(self, model, path):
         with open(os.path.join(path, STATE)) as f:
             state = json.load(f)
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-        model.load_weights(os.path.join(path, WEIGHTS))
+        # Everything that can be checked before the weights change.
         generators = seed_generators(model)
         if set(generators) != set(state["seeds"]):
             raise ValueError("the backup's random-seed states do not match "
                              "this model's layers")
+        lacking = sorted(set(self.states) - set(state["states"]))
+        if lacking:
+            raise ValueError(f"the backup holds no state of {lacking} "
+                             "(written by another version)")
+        model.load_weights(os.path.join(path, WEIGHTS))
         for name, generator in generators.items():
             generator.state.assign(state["seeds"][name])
         for name, obj in self.states.items():
@@ -162,3 +179,9 @@ class TrainingBackup(keras.callbacks.Callback):
     def clean(self):
         """Remove leftovers of saves that a kill interrupted."""
         files.remove_leftovers(self.directory)
+
+
+def _variables(model):
+    """The model's and its optimizer's variables: what a backup restores."""
+    optimizer = model.optimizer.variables if model.optimizer else []
+    return list(model.variables) + list(optimizer)

@@ -35,8 +35,8 @@ def prepare(config, chief=True):
             return config, False
     if os.path.exists(config_path):
         with open(config_path) as f:
-            saved = TrainConfig.from_dict(json.load(f))
-        changed = changed_settings(saved, config)
+            saved_values = json.load(f)
+        changed = changed_settings(saved_values, config)
         if changed and not config.overwrite:
             raise RunDirError(
                 f"{run_dir} holds an unfinished run with other settings "
@@ -49,6 +49,7 @@ def prepare(config, chief=True):
             return config, False
         else:
             print(f"resuming the run in {run_dir}")
+            saved = TrainConfig.from_dict(saved_values)
             saved.run_dir = run_dir
             for name in TrainConfig.RUNTIME:
                 setattr(saved, name, getattr(config, name))
@@ -60,16 +61,29 @@ def prepare(config, chief=True):
     return config, False
 
 
-def changed_settings(saved, config):
-    """`field: saved -> given` for each setting (not RUNTIME) that differs."""
-    def flat(c):
-        values = json.loads(json.dumps(dataclasses.asdict(c)))
-        model = values.pop("model")
+def changed_settings(saved_values, config):
+    """`field: saved -> given` for each setting (not RUNTIME) that differs
+    between a run's saved `config.json` (`saved_values`) and `config`.
+
+    A setting the saved file does not record (it was written before the
+    setting existed, when its default may have been another value) or
+    records but this version does not have counts as changed: the run
+    cannot be resumed as it was started."""
+    def flat(values):
+        values = json.loads(json.dumps(values))
+        model = values.pop("model", {})
         values.update({f"model.{k}": v for k, v in model.items()})
         for name in TrainConfig.RUNTIME + ("run_dir",):
             values.pop(name, None)
         return values
 
-    old, new = flat(saved), flat(config)
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
-            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    old = flat(saved_values)
+    new = flat(dataclasses.asdict(config))
+
+    def shown(values, key, absent):
+        return repr(values[key]) if key in values else absent
+
+    return [f"{k}: {shown(old, k, '(not recorded)')} -> "
+            f"{shown(new, k, '(no longer a setting)')}"
+            for k in sorted(set(old) | set(new))
+            if k not in old or k not in new or old[k] != new[k]]

@@ -101,6 +101,45 @@ def test_broken_newest_backup_falls_back_to_the_one_before(tmp_path):
         assert TrainingBackup(str(tmp_path), 4).restore(_model()) == (1, 0)
 
 
+def test_a_backup_without_a_state_is_skipped_and_the_model_left_fresh(
+        tmp_path):
+    # A backup written before the trainer saved the learning-rate schedule:
+    # resuming it would drop the schedule's progress, so it is not loaded,
+    # and the weights it would have brought are not half-applied either.
+    _fit(_model(), [TrainingBackup(str(tmp_path), 4, states={"s": _State(1)})])
+    fresh = _model(seed=3)
+    expected = [v.numpy() for v in fresh.variables]
+    schedule = _State("untouched")
+    restorer = TrainingBackup(str(tmp_path), 4,
+                              states={"s": _State(), "schedule": schedule})
+    with pytest.warns(UserWarning) as caught:
+        assert restorer.restore(fresh) == (0, 0)
+    messages = [str(w.message) for w in caught]
+    assert sum("holds no state of ['schedule']" in m for m in messages) == 2
+    assert "training starts from the beginning" in messages[-1]
+    for want, variable in zip(expected, fresh.variables):
+        np.testing.assert_array_equal(want, variable.numpy())
+    assert schedule.value == "untouched"
+
+
+def test_weights_of_a_backup_that_fails_late_are_put_back(tmp_path):
+    # The weights load, then a state refuses its saved value: the model
+    # must not keep the weights of a backup that did not load.
+    class Refuses(_State):
+        def set_state(self, state):
+            raise ValueError("not this state")
+
+    _fit(_model(), [TrainingBackup(str(tmp_path), 4, states={"s": _State(1)})],
+         epochs=1)
+    fresh = _model(seed=3)
+    expected = [v.numpy() for v in fresh.variables]
+    restorer = TrainingBackup(str(tmp_path), 4, states={"s": Refuses()})
+    with pytest.warns(UserWarning, match="not this state"):
+        assert restorer.restore(fresh) == (0, 0)
+    for want, variable in zip(expected, fresh.variables):
+        np.testing.assert_array_equal(want, variable.numpy())
+
+
 def test_unfinished_save_is_invisible_and_cleaned(tmp_path):
     model = _model()
     _fit(model, [TrainingBackup(str(tmp_path), 4)], epochs=1)

@@ -197,6 +197,25 @@ def test_run_dir_that_holds_a_different_run(corpus, tmp_path, capsys):
     assert saved["learning_rate"] == 0.5
 
 
+@pytest.mark.parametrize("edit, named", [
+    # Written before model_tags existed (its default was IOB2 then).
+    (lambda c: c["model"].pop("model_tags"),
+     "model.model_tags: (not recorded) -> 'iobes'"),
+    # Written by a version with a setting this one does not have.
+    (lambda c: c.update(old_knob=3), "old_knob: 3 -> (no longer a setting)"),
+], ids=["setting-not-recorded", "setting-gone"])
+def test_run_dir_written_by_another_version_is_not_resumed(
+        corpus, tmp_path, capsys, edit, named):
+    run_dir = tmp_path / "run"
+    _fake_run(train_argv(corpus, run_dir), finished=False)
+    saved = json.loads((run_dir / "config.json").read_text())
+    edit(saved)
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    line = fail(train_argv(corpus, run_dir), capsys)
+    assert f"holds an unfinished run with other settings ({named})" in line
+    assert (run_dir / "best.keras").read_text() == "the earlier run's model"
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--epochs", "0"], "epochs must be a positive int. Received: epochs=0"),
     (["--batch-size", "-4"], "batch_size must be a positive int"),
