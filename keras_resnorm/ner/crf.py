@@ -106,11 +106,19 @@ def log_partition(emissions, transitions, start, end, mask=None):
 
 
 def marginals(emissions, transitions, start, end, mask=None):
-    """`p(y_t = k | x)`, `[batch, time, num_tags]` float32 (0 on padding)."""
+    """`p(y_t = k | x)`, `[batch, time, num_tags]` float32 (0 on padding).
+
+    Each token's row is normalized by its own sum, `softmax(alpha_t +
+    beta_t)`, rather than by `log Z` from the forward pass: in exact
+    arithmetic the two agree, but in float32 the forward and backward
+    scans round differently and the error grows with the sentence's
+    length (`exp(alpha + beta - log Z)` reached 1.002). So every
+    probability is at most 1 and each token's sum to 1 within float32
+    rounding."""
     width = tf.shape(emissions)[1]
     emissions, mask, transitions, start, end = _prepare(
         emissions, mask, transitions, start, end)
-    alphas, log_z = _forward_scores(emissions, transitions, start, end, mask)
+    alphas, _ = _forward_scores(emissions, transitions, start, end, mask)
     # beta_t[i] = log sum over the rest of the path after tag i at step t;
     # padded steps carry the end scores back unchanged.
     emit_tm = _time_major(emissions)
@@ -126,7 +134,7 @@ def marginals(emissions, transitions, start, end, mask=None):
     betas = tf.scan(step, (emit_tm[1:], mask_tm[1:]), initializer=last,
                     reverse=True)
     betas = tf.concat([betas, last[None]], axis=0)
-    probs = _time_major(tf.exp(alphas + betas - log_z[None, :, None]))
+    probs = _time_major(tf.nn.softmax(alphas + betas, axis=-1))
     return (probs * tf.cast(mask, tf.float32)[:, :, None])[:, :width]
 
 

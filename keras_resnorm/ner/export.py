@@ -18,10 +18,15 @@ Signatures (batch is the first dimension of every input and output):
 - `serving_default`: `text` tf.string `[batch]`, one sentence per element,
   tokenized in the graph -> `tokens` and `tags` (tf.string `[batch, time]`,
   padded with ""), `confidence` (float32 `[batch, time]`, the tag's
-  probability: with a CRF the marginal probability of the Viterbi tag; 0
-  on padding), `lengths` (int32 `[batch]`).
+  probability: with a CRF the marginal probability of the Viterbi tag,
+  normalized per token so that it never exceeds 1; 0 on padding),
+  `lengths` (int32 `[batch]`).
 - `tag_tokens`: `tokens` tf.string `[batch, time]` and `lengths` int32
-  `[batch]`, for clients that tokenize themselves; the same outputs.
+  `[batch]`, for clients that tokenize themselves; the same outputs. What
+  follows `lengths` in a row is never read (the outputs up to `lengths`
+  do not depend on it). A token before `lengths` that is empty or holds
+  the record separator `"\x1e"` fails the request (INVALID_ARGUMENT,
+  naming why), as `Tagger.tag_tokens` raises a ValueError for it.
 - `tag_documents`: `sentences` tf.string `[batch]`, one sentence each, and
   `documents` int32 `[batch]`, the document each belongs to (a document's
   sentences consecutive and in order) -> the outputs of `serving_default`
@@ -46,7 +51,7 @@ import tensorflow as tf
 
 from keras_resnorm._checks import check_positive
 from keras_resnorm.ner import features, files
-from keras_resnorm.ner.features import tokenize_text
+from keras_resnorm.ner.features import UNREADABLE_TOKEN, tokenize_text
 from keras_resnorm.ner.errors import ExportError, load_keras_archive
 from keras_resnorm.ner.context import neighbour_contexts_graph
 from keras_resnorm.ner.model import (
@@ -128,7 +133,17 @@ def _archive(model, xla):
         return tag(ragged.to_tensor(default_value=""), lengths)
 
     def serve_tokens(tokens, lengths):
-        return tag(tokens, tf.minimum(lengths, tf.shape(tokens)[1]))
+        lengths = tf.minimum(lengths, tf.shape(tokens)[1])
+        # What lies after `lengths` is padding, whatever the client sent
+        # there; inside, a token the model would read as padding or as
+        # context is refused (as `Tagger.tag_tokens` refuses it).
+        check = tf.debugging.Assert(
+            features.readable_tokens(tokens, lengths),
+            ["tag_tokens: a token before `lengths`", UNREADABLE_TOKEN])
+        with tf.control_dependencies([check]):
+            tokens = tf.where(tf.sequence_mask(lengths, tf.shape(tokens)[1]),
+                              tokens, features.PAD)
+        return tag(tokens, lengths)
 
     mode, budget = context_settings(model)
 

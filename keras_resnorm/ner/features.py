@@ -79,6 +79,22 @@ def tokenize_text(texts):
 # them, and nothing after the first separator is scored, trained on or
 # returned. The ASCII record separator, which `tokenize_text` never emits.
 CONTEXT_SEPARATOR = "\x1e"
+# Why a pre-tokenized token that is empty or holds `CONTEXT_SEPARATOR` is
+# refused, by the Tagger and the export's `tag_tokens` alike: the model
+# would read it as padding or as the start of context, not as a word.
+UNREADABLE_TOKEN = ("is empty or holds the record separator '\\x1e'; the "
+                    "model reads those as padding and document context, not "
+                    "as words: drop the token or replace it")
+
+
+def readable_tokens(tokens, lengths):
+    """A scalar bool: whether every token of `tokens` `[batch, time]`
+    before its row's `lengths` is a word the model can read (not `PAD`,
+    no `CONTEXT_SEPARATOR`)."""
+    inside = tf.sequence_mask(lengths, tf.shape(tokens)[1])
+    unreadable = tf.equal(tokens, PAD) | tf.strings.regex_full_match(
+        tokens, r"(?s).*\x1e.*")
+    return tf.logical_not(tf.reduce_any(inside & unreadable))
 
 
 def scored_mask(tokens):

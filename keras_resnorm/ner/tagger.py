@@ -3,7 +3,11 @@
 import tensorflow as tf
 
 from keras_resnorm.ner.context import document_contexts
-from keras_resnorm.ner.features import tokenize_text
+from keras_resnorm.ner.features import (
+    CONTEXT_SEPARATOR,
+    UNREADABLE_TOKEN,
+    tokenize_text,
+)
 from keras_resnorm.ner.errors import load_keras_archive
 from keras_resnorm.ner.evaluate import make_forward, predict_tags
 from keras_resnorm.ner.model import context_settings
@@ -36,25 +40,50 @@ ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof st jr sr gen col lt sgt rev gov sen rep inc co corp "
     "ltd no vs etc jan feb mar apr jun jul aug sep sept oct nov dec".split())
 CLOSING = frozenset("\"')]}\u201d\u2019\u00bb")
+# Characters that break a line, as `str.splitlines` takes them: \n, \r,
+# \v, \f, the file, group and record separators, NEL, and Unicode's line
+# (U+2028) and paragraph (U+2029) separators.
+LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _is_abbreviation(current, following):
+    """Whether the `.` just appended to `current` closes an abbreviation
+    written right before it. "no." (as in "No. 5") is one only when a digit
+    or a lower-case word follows: "The answer was no. Angela left." ends a
+    sentence after "no."."""
+    if len(current) < 2 or current[-2][2] != current[-1][1]:
+        return False
+    word = current[-2][0].lower()
+    if word not in ABBREVIATIONS:
+        return False
+    if word == "no" and following is not None:
+        first = following[0][:1]
+        return first.isdigit() or not first.isupper()
+    return True
 
 
 def split_sentences(text):
     r"""`tokenize(text)` grouped into sentences.
 
-    A sentence ends at a line break, or after a `.`, `!` or `?` token
+    A sentence ends at a line break (`LINE_BREAKS`: `\n`, `\r`, Unicode's
+    line and paragraph separators, ...), or after a `.`, `!` or `?` token
     (with the closing quotes or brackets written right after it) unless
     the `.` closes a title or abbreviation written right before it
-    (`ABBREVIATIONS`: "Mr.", "Inc."; "U.S." is one token already). The
-    rule is English-leaning: pass a document as a list of sentences to
-    split it yourself. Offsets stay those of `text`.
+    (`ABBREVIATIONS`: "Mr.", "Inc."; "U.S." is one token already; "no."
+    only before a digit or a lower-case word). The rule is English-leaning:
+    pass a document as a list of sentences to split it yourself. Offsets
+    stay those of `text`.
 
     >>> [[t for t, _, _ in s] for s in split_sentences(
     ...     'Mr. Li met "Anna." She left!\nEU rejects it')]
     [['Mr', '.', 'Li', 'met', '"', 'Anna', '.', '"'], ['She', 'left', '!'], ['EU', 'rejects', 'it']]
+    >>> [len(s) for s in split_sentences("It was no. Anna left. See No. 5.")]
+    [4, 3, 5]
     """
     sentences, current = [], []
     ended = False
-    for token in tokenize(text):
+    tokens = tokenize(text)
+    for index, token in enumerate(tokens):
         word, start, _ = token
         previous = current[-1] if current else (
             sentences[-1][-1] if sentences else None)
@@ -62,15 +91,14 @@ def split_sentences(text):
         if ended and word in CLOSING and touching:
             sentences[-1].append(token)
             continue
-        if current and "\n" in text[current[-1][2]:start]:
+        if current and LINE_BREAKS.intersection(text[current[-1][2]:start]):
             sentences.append(current)
             current = []
         current.append(token)
         ended = False
         if word in SENTENCE_ENDS:
-            title = (len(current) > 1 and current[-2][2] == start
-                     and current[-2][0].lower() in ABBREVIATIONS)
-            if not title:
+            following = tokens[index + 1] if index + 1 < len(tokens) else None
+            if not _is_abbreviation(current, following):
                 sentences.append(current)
                 current, ended = [], True
     if current:
@@ -139,6 +167,12 @@ class Tagger:
             TypeError: naming the argument when `token_lists` is not a list
                 of lists of strings (a list of raw strings points to
                 `predict`).
+            ValueError: naming the token when one is empty or holds the
+                ASCII record separator `"\\x1e"`: the model reads the first
+                as padding and the second as the start of document context,
+                so neither can be tagged as a word (the export's
+                `tag_tokens` signature refuses them too). Other control
+                characters are read as any unknown character.
         """
         token_lists = _as_list(
             "token_lists", token_lists,
@@ -155,6 +189,10 @@ class Tagger:
                 if not isinstance(token, str):
                     raise TypeError(
                         f"token_lists[{i}][{j}] must be a string. "
+                        f"Received: token_lists[{i}][{j}]={token!r}")
+                if not token or CONTEXT_SEPARATOR in token:
+                    raise ValueError(
+                        f"token_lists[{i}][{j}] {UNREADABLE_TOKEN}. "
                         f"Received: token_lists[{i}][{j}]={token!r}")
         return predict_tags(self.model, token_lists, forward=self._forward)
 

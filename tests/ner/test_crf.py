@@ -254,3 +254,20 @@ def test_two_replicas_with_unequal_token_counts_take_the_one_device_step():
     # One device is deterministic here, and training moved the weights.
     assert values["moved"][0] == 0.0 and values["moved"][1] > 0.1, values
     assert values["diff"][0] < 1e-5, values
+
+
+@pytest.mark.parametrize("time, scale", [(8, 1.0), (300, 1.0), (300, 8.0)])
+def test_marginals_are_probabilities_at_any_length(time, scale):
+    # exp(alpha + beta - log Z) took log Z from the forward scan alone and
+    # reached 1.0022 on random scores; each token's row is normalized now.
+    rng = np.random.default_rng(time)
+    emissions = (scale * rng.normal(size=(3, time, 17))).astype("float32")
+    scores = [(scale * rng.normal(size=s)).astype("float32")
+              for s in ((17, 17), (17,), (17,))]
+    lengths = np.array([time, time // 2, 1])
+    mask = np.arange(time)[None, :] < lengths[:, None]
+    probs = crf_lib.marginals(emissions, *scores, mask=mask).numpy()
+    assert probs.max() <= 1.0
+    sums = probs.sum(-1)
+    np.testing.assert_allclose(sums[mask], 1.0, atol=1e-6)
+    np.testing.assert_array_equal(sums[~mask], 0.0)

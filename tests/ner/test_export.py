@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_resnorm.ner import export
+from keras_resnorm.ner.evaluate import make_forward
 from keras_resnorm.ner.tagger import Tagger, entity_spans, tokenize
 from ner_helpers import capi
 
@@ -242,3 +244,57 @@ def test_neighbour_context_export_reads_documents_as_the_tagger_does(
                        entity_spans(row[:n])])
     assert served == spans
     assert any(spans), "an untrained tagger with no span checks nothing"
+
+
+def test_confidence_is_a_probability_in_every_signature(exported):
+    # The export's confidence reached 1.000244 on a 300-token text.
+    _, path, model = exported
+    long_text = " ".join(["EU rejects German call to boycott British lamb ."]
+                         * 30)
+    tokens = [t for t, _, _ in tokenize(long_text)]
+    outputs = [
+        capi(path, [{"text": [long_text] + SENTENCES}])["responses"],
+        capi(path, [{"tokens": [tokens], "lengths": [len(tokens)]}],
+             signature="tag_tokens")["responses"],
+        capi(path, [{"sentences": [long_text] + SENTENCES,
+                     "documents": [0, 0, 1, 1]}],
+             signature="tag_documents")["responses"]]
+    for responses in outputs:
+        assert responses[0]["ok"], responses[0]
+        confidence = np.array(responses[0]["outputs"]["confidence"])
+        assert confidence.max() <= 1.0 and confidence.min() >= 0.0
+    # The Tagger's decoder (one window of the model's max_length).
+    forward = make_forward(Tagger.load(model).model)
+    _, python_confidence = forward(tf.constant([tokens[:32]]))
+    assert float(tf.reduce_max(python_confidence)) <= 1.0
+
+
+def test_tag_tokens_reads_nothing_after_lengths(exported):
+    _, path, _ = exported
+    sentence = ["Peter", "Blackburn", "visited", "Norvale"]
+    requests = [{"tokens": [sentence + pad], "lengths": [2]}
+                for pad in (["", ""], ["[PAD]", "[PAD]"],
+                            ["EU", "rejects"], ["\x1e", ""])]
+    responses = capi(path, requests, signature="tag_tokens")["responses"]
+    assert all(r["ok"] for r in responses), responses
+    first = responses[0]["outputs"]
+    for r in responses[1:]:
+        assert r["outputs"]["tags"] == first["tags"]
+        assert r["outputs"]["confidence"] == first["confidence"]
+        assert r["outputs"]["tokens"] == first["tokens"]
+    assert first["tokens"] == [["Peter", "Blackburn", "", "", "", ""]]
+
+
+@pytest.mark.parametrize("bad", ["", "\x1e", "a\x1eb"])
+def test_unreadable_tokens_are_refused_by_export_and_tagger(exported, bad):
+    _, path, model = exported
+    sentence = ["Peter", bad, "Blackburn", "visited"]
+    response = capi(path, [{"tokens": [sentence], "lengths": [4]}],
+                    signature="tag_tokens")["responses"][0]
+    assert not response["ok"]
+    assert response["code"] == 3, response  # INVALID_ARGUMENT
+    assert "record separator" in response["message"]
+    with pytest.raises(ValueError, match=r"token_lists\[0\]\[1\] is empty or "
+                       r"holds the record separator.* Received: "
+                       r"token_lists\[0\]\[1\]="):
+        Tagger.load(model).tag_tokens([sentence])

@@ -116,3 +116,26 @@ def test_the_export_tokenizes_unicode_text_as_the_tagger_does(exported):
         n = int(out["lengths"][i])
         assert [t.decode() for t in out["tokens"][i][:n].numpy()] == [
             t for t, _, _ in tokenize(text)]
+
+
+@pytest.mark.parametrize("text, sentences", [
+    # "no" is an abbreviation only before a digit or a lower-case word.
+    ("The answer was no. Angela Merkel left Berlin.",
+     [["The", "answer", "was", "no", "."],
+      ["Angela", "Merkel", "left", "Berlin", "."]]),
+    ("No. Nobody came.", [["No", "."], ["Nobody", "came", "."]]),
+    ("See No. 5 and no. 6 today.",
+     [["See", "No", ".", "5", "and", "no", ".", "6", "today", "."]]),
+    ("Mr. Li met Dr. Anna.", [["Mr", ".", "Li", "met", "Dr", ".", "Anna",
+                               "."]]),
+    # Unicode's line (U+2028) and paragraph (U+2029) separators, and \r,
+    # break lines as \n does.
+    ("EU rejects it\u2028Peter Blackburn", [["EU", "rejects", "it"],
+                                            ["Peter", "Blackburn"]]),
+    ("EU rejects it\u2029Peter Blackburn\rBRUSSELS",
+     [["EU", "rejects", "it"], ["Peter", "Blackburn"], ["BRUSSELS"]]),
+])
+def test_split_sentences(text, sentences):
+    from keras_resnorm.ner.tagger import split_sentences
+
+    assert [[t for t, _, _ in s] for s in split_sentences(text)] == sentences
