@@ -1,11 +1,16 @@
-"""TensorBoard diagnostics of the residual stream."""
+"""TensorBoard diagnostics of the residual stream.
+
+It measures with TensorFlow (a gradient tape, summaries): TensorFlow is
+imported when it runs, so `import keras_resnorm` still needs none."""
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_resnorm import _keras_workarounds
 from keras_resnorm.layers._residual_core import ResidualRecording
+
+
+__all__ = ["ResidualStreamDiagnostics", "residual_wrappers"]
 
 
 def residual_wrappers(model):
@@ -51,6 +56,8 @@ class ResidualStreamDiagnostics(keras.callbacks.Callback):
 
     def measure(self):
         """Return {name: {"branch_to_residual_rms": r, "gradient_norm": g}}."""
+        import tensorflow as tf
+
         wrappers = residual_wrappers(self.model)
         for w in wrappers:
             w.start_recording()
@@ -84,6 +91,8 @@ class ResidualStreamDiagnostics(keras.callbacks.Callback):
         return stats
 
     def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
         self.last = self.measure()
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)

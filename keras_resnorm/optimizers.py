@@ -4,6 +4,8 @@ import keras
 
 from keras_resnorm import _keras_workarounds
 
+__all__ = ["AdamW"]
+
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
 class AdamW(keras.optimizers.AdamW):

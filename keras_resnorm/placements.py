@@ -24,6 +24,20 @@ Command-line shortcuts name a placement with a branch scale: `rezero` is
 
 from keras_resnorm._checks import check_choice
 
+__all__ = [
+    "ALIASES",
+    "ENCODER",
+    "NORMALIZES_INPUT",
+    "SHORTCUTS",
+    "STREAM",
+    "WRAPPER",
+    "canonical",
+    "is_pre_norm",
+    "names",
+    "needs_final_norm",
+    "widens_stream",
+]
+
 # The placements of one residual step (`ResidualWrapper`).
 WRAPPER = ("pre", "post", "sandwich", "deepnorm", "none")
 # The placements that widen the stream to n copies (`HyperConnection`).

@@ -30,13 +30,16 @@ def check_weight_options(make, input_shape, weights):
 
     `make(**options)` builds the layer with extra constructor options;
     `weights` names the weights (last path part) that take
-    `<name>_regularizer` and `<name>_constraint`. Checks: one loss per
+    `<name>_regularizer` and `<name>_constraint`, or maps each weight to the
+    prefix of its arguments (RMSNormalization's `scale` takes
+    `gamma_regularizer`). Checks: one loss per
     regularized weight, equal to 0.01 * sum(w ** 2), counted in a model's
     losses and kept through a config round trip; a NonNeg constraint holds
     after `fit` steps that push the weights below zero.
     """
     x, _ = random_inputs(input_shape)
-    options = {f"{w}_regularizer": keras.regularizers.L2(0.01)
+    prefix = weights if isinstance(weights, dict) else {w: w for w in weights}
+    options = {f"{prefix[w]}_regularizer": keras.regularizers.L2(0.01)
                for w in weights}
     layer = make(**options)
     layer(x)
@@ -65,13 +68,13 @@ def check_weight_options(make, input_shape, weights):
     for w in weights:
         # Without the constraint the weights do go negative ...
         assert free[w].numpy().min() < 0, w
-    layer = trained(**{f"{w}_constraint": keras.constraints.NonNeg()
-                       for w in weights})
+    layer = trained(**{f"{prefix[w]}_constraint":
+                       keras.constraints.NonNeg() for w in weights})
     for w in weights:
         # ... and with it they stay >= 0.
         assert by_name_of(layer)[w].numpy().min() >= 0, w
     assert type(layer).from_config(layer.get_config()).get_config()[
-        f"{weights[0]}_constraint"]["class_name"] == "NonNeg"
+        f"{prefix[list(weights)[0]]}_constraint"]["class_name"] == "NonNeg"
 
 
 def by_name_of(layer):

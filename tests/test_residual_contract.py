@@ -211,7 +211,7 @@ def test_norms_from_one_template_stay_apart_while_keras_loads():
     # came back as one shared norm, built twice: CI's flaky failure of the
     # test above ("cannot add new elements of state").
     from keras.src.saving.serialization_lib import ObjectSharingScope
-    from keras_resnorm.layers.normalization import check_norm, make_norm
+    from keras_resnorm.layers._norm_registry import check_norm, make_norm
 
     given = keras.layers.LayerNormalization(epsilon=1e-4)
     with ObjectSharingScope():

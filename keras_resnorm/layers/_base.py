@@ -140,6 +140,9 @@ class GainNormalization(NormalizationBase):
     `use_mean = False` and no offset (Zhang & Sennrich 2019)."""
 
     use_mean = True
+    # The gain's weight and attribute name: `gamma` as in Keras's
+    # LayerNormalization, `scale` as in Keras's RMSNormalization.
+    gain_name = "gamma"
 
     def __init__(self, *, axis, epsilon, center, scale, unit_offset,
                  beta_initializer, gamma_initializer, beta_regularizer,
@@ -147,7 +150,11 @@ class GainNormalization(NormalizationBase):
                  rms_scaling=False, **kwargs):
         super().__init__(axis=axis, epsilon=epsilon, **kwargs)
         self.center = bool(center)
-        self.scale = bool(scale)
+        self.learns_gain = bool(scale)
+        if self.gain_name != "scale":
+            # Keras's LayerNormalization keeps its `scale` flag by that name;
+            # on RMSNormalization, as in Keras, `scale` is the weight.
+            self.scale = self.learns_gain
         self.unit_offset = bool(unit_offset)
         self.rms_scaling = bool(rms_scaling)
         self.fused = check_fused(fused)
@@ -167,19 +174,27 @@ class GainNormalization(NormalizationBase):
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.gamma = None
+        gain = None
         self.beta = None
         # As in Keras: rms_scaling=True always has a gain and never an offset.
-        if self.scale or self.rms_scaling:
-            self.gamma = self._add_norm_weight(
-                "gamma", self.gamma_initializer, self.gamma_regularizer,
+        if self.learns_gain or self.rms_scaling:
+            gain = self._add_norm_weight(
+                self.gain_name, self.gamma_initializer, self.gamma_regularizer,
                 self.gamma_constraint,
             )
+        setattr(self, self.gain_name, gain)
         if self.center and not self.rms_scaling:
             self.beta = self._add_norm_weight(
                 "beta", self.beta_initializer, self.beta_regularizer,
                 self.beta_constraint,
             )
+
+    @property
+    def gain(self):
+        """The gain weight (`gamma`, or `scale` on RMSNormalization), or
+        `None` when the layer learns none or is not built."""
+        value = getattr(self, self.gain_name, None)
+        return value if isinstance(value, keras.Variable) else None
 
     def call(self, inputs):
         from keras_resnorm import ops as rn_ops
@@ -187,7 +202,7 @@ class GainNormalization(NormalizationBase):
         check_floating_input(self, inputs)
         axes = self.axes_for(inputs)
         if self.rms_scaling:
-            return rn_ops.std_scale(inputs, self.gamma, axis=axes,
+            return rn_ops.std_scale(inputs, self.gain, axis=axes,
                                     epsilon=self.epsilon,
                                     unit_offset=self.unit_offset,
                                     dtype=self.compute_dtype)
@@ -195,12 +210,13 @@ class GainNormalization(NormalizationBase):
                       unit_offset=self.unit_offset, dtype=self.compute_dtype,
                       fused=self.fused)
         if self.use_mean:
-            return rn_ops.layer_norm(inputs, self.gamma, self.beta, **common)
-        return rn_ops.rms_norm(inputs, self.gamma, **common)
+            return rn_ops.layer_norm(inputs, self.gain, self.beta, **common)
+        return rn_ops.rms_norm(inputs, self.gain, **common)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"scale": self.scale, "unit_offset": self.unit_offset,
+        config.update({"scale": self.learns_gain,
+                       "unit_offset": self.unit_offset,
                        "fused": self.fused})
         config.update(serialize_weight_options(
             gamma_initializer=self.gamma_initializer,

@@ -94,13 +94,22 @@ class ScannedStack:
 
     # --------------------------------------------------------------- call
     def __call__(self, inputs, training=None, **call_kwargs):
-        """`x = block_i(x, training=training, **call_kwargs)` for every i."""
+        """`x = block_i(x, training=training, **call_kwargs)` for every i.
+
+        State a block assigns (the moving statistics of a BatchNormalization
+        inside it, a counter of the user's own layer: any non-trainable
+        weight) is carried: depth `i` reads slice `i` of the stacked
+        variable, and what it assigns is written back to slice `i` after
+        the loop, as the unrolled stack would."""
         n = self.depth
         base_seed = None
         if training and self.generators:
             base_seed = self.seed_generator.next()
         per_depth = [v.value for v in self.stacked]
         per_depth.append(ops.arange(n, dtype="int32"))
+        state = [j for j, v in enumerate(self.template_variables)
+                 if not v.trainable]
+        assigned = []
 
         def step(x, slices):
             *weights, index = slices
@@ -114,14 +123,24 @@ class ScannedStack:
             for layer in self.drop_paths:
                 layer._rate_for_call = rate
             try:
-                with keras.StatelessScope(state_mapping=mapping):
+                with keras.StatelessScope(state_mapping=mapping) as scope:
                     y = self.template(x, training=training, **call_kwargs)
             finally:
                 for layer in self.drop_paths:
                     layer._rate_for_call = None
-            return ops.cast(y, x.dtype)
+            updates = []
+            for j in state:
+                value = scope.get_current_value(self.template_variables[j])
+                if value is not weights[j]:
+                    assigned.append(j)
+                updates.append(ops.cast(value, weights[j].dtype))
+            return ops.cast(y, x.dtype), updates
 
-        return _loop(step, inputs, per_depth)
+        out, updates = _loop(step, inputs, per_depth, carried=state)
+        for j, value in zip(state, updates):
+            if j in assigned:
+                self.stacked[j].assign(value)
+        return out
 
     def _seed_states(self, base_seed, index):
         # Generator k at depth i counts from `counter * L * G + i * G + k`:
@@ -146,9 +165,12 @@ def _stacked_name(template, variable):
     return ".".join(parts)
 
 
-def _loop(step, inputs, per_depth):
-    """`x = step(x, [t[i] for t in per_depth])` for `i < len(per_depth[0])`,
-    with one traced `step`."""
+def _loop(step, inputs, per_depth, carried=()):
+    """`x, u = step(x, [t[i] for t in per_depth])` for `i <
+    len(per_depth[0])`, with one traced `step`: the last `x`, and the
+    per-step outputs `u` stacked along a new leading axis. `u` has one
+    entry for each index in `carried`, of the dtype and shape of that
+    entry of `per_depth`'s slices (the blocks' state)."""
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -157,15 +179,18 @@ def _loop(step, inputs, per_depth):
             tf.TensorArray(t.dtype, size=n, element_shape=t.shape[1:])
             .unstack(t) for t in per_depth
         ]
+        written = [tf.TensorArray(per_depth[j].dtype, size=n,
+                                  element_shape=per_depth[j].shape[1:])
+                   for j in carried]
 
-        def body(i, x):
-            y = step(x, [a.read(i) for a in arrays])
-            return i + 1, tf.ensure_shape(y, x.shape)
+        def body(i, x, written):
+            y, updates = step(x, [a.read(i) for a in arrays])
+            written = [w.write(i, u) for w, u in zip(written, updates)]
+            return i + 1, tf.ensure_shape(y, x.shape), written
 
-        _, out = tf.while_loop(lambda i, x: i < n, body,
-                               (tf.constant(0), inputs),
-                               maximum_iterations=n)
-        return out
-    out, _ = ops.scan(lambda x, s: (step(x, list(s)), None), inputs,
-                      per_depth)
-    return out
+        _, out, written = tf.while_loop(
+            lambda i, x, w: i < n, body, (tf.constant(0), inputs, written),
+            maximum_iterations=n)
+        return out, [w.stack() for w in written]
+    out, updates = ops.scan(lambda x, s: step(x, list(s)), inputs, per_depth)
+    return out, list(updates or [])

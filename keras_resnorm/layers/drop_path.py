@@ -3,6 +3,8 @@ from keras import ops
 
 from keras_resnorm.layers._base import check_rate
 
+__all__ = ["DropPath"]
+
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
 class DropPath(keras.layers.Layer):

@@ -9,6 +9,8 @@ from keras_resnorm.layers._base import (
     serialize_weight_options,
 )
 
+__all__ = ["DynamicTanh"]
+
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
 class DynamicTanh(NormalizationBase):

@@ -2,6 +2,8 @@ import keras
 
 from keras_resnorm.layers._base import check_positive, check_rate
 
+__all__ = ["FeedForward"]
+
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
 class FeedForward(keras.layers.Layer):

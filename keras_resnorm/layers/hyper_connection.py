@@ -20,7 +20,15 @@ from keras_resnorm.layers._residual_core import (
     serialize_wrapped,
     wrapped_arguments,
 )
-from keras_resnorm.layers.normalization import check_norm, make_norm
+from keras_resnorm.layers._norm_registry import check_norm, make_norm
+
+__all__ = [
+    "HYPER_PLACEMENTS",
+    "HyperConnection",
+    "collapse_stream",
+    "expand_stream",
+    "sinkhorn_knopp",
+]
 
 # TransformerEncoder placements that widen the stream (see HyperConnection).
 HYPER_PLACEMENTS = placements.STREAM

@@ -4,6 +4,8 @@ import keras
 
 from keras_resnorm.layers._base import GainNormalization
 
+__all__ = ["LayerNormalization"]
+
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
 class LayerNormalization(GainNormalization):

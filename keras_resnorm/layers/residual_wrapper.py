@@ -1,7 +1,6 @@
 import keras
 from keras import ops
 
-from keras_resnorm import ops as rn_ops
 from keras_resnorm import placements
 from keras_resnorm.placements import is_pre_norm
 from keras_resnorm.layers._base import (
@@ -19,131 +18,25 @@ from keras_resnorm.layers._residual_core import (
     serialize_wrapped,
     wrapped_arguments,
 )
+from keras_resnorm.layers._fusion import FUSED_DEFAULT, add_norm
+from keras_resnorm.layers._scaling import (
+    deepnorm_constants,
+    layerscale_init_for_depth,
+)
 from keras_resnorm.layers.drop_path import DropPath
-from keras_resnorm.layers.layer_normalization import LayerNormalization
-from keras_resnorm.layers.normalization import check_norm, make_norm
-from keras_resnorm.layers.rms_normalization import RMSNormalization
+from keras_resnorm.layers._norm_registry import check_norm, make_norm
+
+__all__ = [
+    "BRANCH_SCALES",
+    "PLACEMENTS",
+    "PROJECTIONS",
+    "ResidualWrapper",
+]
 
 # The wrapper's placements (the registry in `keras_resnorm.placements`).
 PLACEMENTS = placements.WRAPPER
-# Every fused= argument defaults to this (see `add_norm`).
-FUSED_DEFAULT = "auto"
 BRANCH_SCALES = (None, "rezero", "layerscale")
 PROJECTIONS = ("auto", True, False)
-
-
-def deepnorm_constants(encoder_layers=0, decoder_layers=0, part="encoder"):
-    """DeepNorm's residual weight alpha and init gain beta (Wang et al., 2022).
-
-    The values of the DeepNet paper's Table 1, for `N` encoder layers and
-    `M` decoder layers:
-
-    ```
-    encoder-only:  alpha = (2N) ** (1/4),               beta = (8N) ** (-1/4)
-    decoder-only:  alpha = (2M) ** (1/4),               beta = (8M) ** (-1/4)
-    enc-dec, encoder part: alpha = 0.81 (N^4 M) ** (1/16), beta = 0.87 (N^4 M) ** (-1/16)
-    enc-dec, decoder part: alpha = (3M) ** (1/4),       beta = (12M) ** (-1/4)
-    ```
-
-    Args:
-        encoder_layers: number of encoder layers `N`. Defaults to `0`.
-        decoder_layers: number of decoder layers `M`. Defaults to `0`.
-        part: `"encoder"` or `"decoder"`, which part of an encoder-decoder
-            the constants are for; ignored when one count is 0. Defaults to
-            `"encoder"`.
-
-    Returns:
-        `(alpha, beta)` as floats.
-
-    Example:
-
-    >>> from keras_resnorm import deepnorm_constants
-    >>> [round(v, 4) for v in deepnorm_constants(encoder_layers=6)]
-    [1.8612, 0.3799]
-    """
-    n, m = encoder_layers, decoder_layers
-    check_int("encoder_layers", n, 0)
-    check_int("decoder_layers", m, 0)
-    if n == 0 and m == 0:
-        raise ValueError(
-            "At least one of encoder_layers and decoder_layers must be "
-            "positive. Received: encoder_layers=0, decoder_layers=0"
-        )
-    if m == 0 or n == 0:
-        depth = n or m
-        return (2 * depth) ** 0.25, (8 * depth) ** -0.25
-    if part == "encoder":
-        return 0.81 * (n**4 * m) ** (1 / 16), 0.87 * (n**4 * m) ** (-1 / 16)
-    if part == "decoder":
-        return (3 * m) ** 0.25, (12 * m) ** -0.25
-    raise ValueError(
-        f"part must be one of ('encoder', 'decoder'). Received: part={part!r}"
-    )
-
-
-def layerscale_init_for_depth(depth):
-    """LayerScale's initial value by network depth, as in CaiT (Touvron 2021).
-
-    0.1 up to depth 18 (and when the depth is unknown), 1e-5 up to depth 24,
-    1e-6 beyond.
-    """
-    if depth is None or depth <= 18:
-        return 0.1
-    return 1e-5 if depth <= 24 else 1e-6
-
-
-def add_norm(norm, skip, h, fused=FUSED_DEFAULT):
-    """`(norm(skip + h), skip + h)`, with one fused_add_norm where it applies.
-
-    The kernel applies to LayerNormalization and RMSNormalization over the
-    last axis (TensorFlow backend) unless `fused` or the norm's own `fused`
-    is False; otherwise the sum is computed and normalized as usual.
-    """
-    if (fused is not False
-            and isinstance(norm, (LayerNormalization, RMSNormalization))
-            and norm.fused is not False
-            and not norm.rms_scaling
-            and rn_ops.can_fuse(h, norm.axes_for(h), skip)):
-        return rn_ops.fused_add_norm(
-            h, skip, norm.gamma, getattr(norm, "beta", None),
-            axis=norm.axes_for(h),
-            epsilon=norm.epsilon, use_mean=isinstance(norm, LayerNormalization),
-            unit_offset=norm.unit_offset, dtype=norm.compute_dtype,
-            fused=True if True in (fused, norm.fused) else "auto")
-    total = skip + h
-    return norm(total), total
-
-
-def pre_norm_chain(wrappers, final_norm, inputs, mask=None, training=None,
-                   fused=FUSED_DEFAULT):
-    """Run pre-norm (or sandwich) ResidualWrappers in sequence, fusing each
-    residual add with the next wrapper's input norm (or `final_norm`).
-
-    For wrappers `w_1..w_n` with input norms `N_1..N_n`:
-
-    ```
-    n = N_1(x)
-    for k in 1..n:
-        h = branch_k(n)                       # s * N2(F_k(n)), dropout, ...
-        n, x = fused_add_norm(h, x, N_{k+1})  # N_{n+1} = final_norm
-    return n if final_norm else x
-    ```
-
-    which equals calling the wrappers one after the other (then
-    `final_norm`), with one pass over each row for every add + norm, as in
-    flash-attention's pre-norm path. All wrappers must be built.
-    """
-    x = inputs
-    normed = wrappers[0].norm_layer(x)
-    for k, wrapper in enumerate(wrappers):
-        skip, h = wrapper.residual_step(x, training=training, mask=mask,
-                                        normed=normed)
-        following = (wrappers[k + 1].norm_layer if k + 1 < len(wrappers)
-                     else final_norm)
-        if following is None:
-            return skip + h
-        normed, x = add_norm(following, skip, h, fused)
-    return normed
 
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")

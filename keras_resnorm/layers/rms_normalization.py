@@ -2,6 +2,8 @@ import keras
 
 from keras_resnorm.layers._base import GainNormalization
 
+__all__ = ["RMSNormalization"]
+
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
 class RMSNormalization(GainNormalization):
@@ -16,9 +18,14 @@ class RMSNormalization(GainNormalization):
     ```
     rms = sqrt(mean(x ** 2, axis) + epsilon)
     y   = x / rms * g
-    g   = gamma            (unit_offset=False)
-    g   = 1 + gamma        (unit_offset=True, as in Gemma)
+    g   = scale            (unit_offset=False)
+    g   = 1 + scale        (unit_offset=True, as in Gemma)
     ```
+
+    As in Keras, the gain weight is `layer.scale` (named `"scale"`); the
+    `scale=` argument says whether there is one (`scale=False`: no weight,
+    `layer.scale` is `None`). `layer.gamma` is kept as another name of the
+    same weight for code written against keras_resnorm 0.1.
 
     Args:
         axis: int or list of ints, the axes to normalize over. Defaults to
@@ -26,13 +33,13 @@ class RMSNormalization(GainNormalization):
         epsilon: small float added to the mean square. Defaults to `1e-6`.
         scale: whether to learn the gain; `False` gives a parameter-free
             layer. Defaults to `True`.
-        unit_offset: whether the gain is stored as `gamma - 1`. Defaults to
+        unit_offset: whether the gain is stored as `scale - 1`. Defaults to
             `False`.
-        gamma_initializer: initializer for `gamma`. Defaults to `"ones"`,
-            or `"zeros"` when `unit_offset=True`.
-        gamma_regularizer: optional regularizer for `gamma`. Defaults to
+        gamma_initializer: initializer for the gain `scale`. Defaults to
+            `"ones"`, or `"zeros"` when `unit_offset=True`.
+        gamma_regularizer: optional regularizer for the gain. Defaults to
             `None`.
-        gamma_constraint: optional constraint for `gamma`. Defaults to
+        gamma_constraint: optional constraint for the gain. Defaults to
             `None`.
         fused: `"auto"`, `True` or `False`, as in `LayerNormalization`.
             Defaults to `"auto"`.
@@ -61,6 +68,7 @@ class RMSNormalization(GainNormalization):
     """
 
     use_mean = False
+    gain_name = "scale"
 
     def __init__(
         self,
@@ -81,3 +89,8 @@ class RMSNormalization(GainNormalization):
             gamma_regularizer=gamma_regularizer, beta_constraint=None,
             gamma_constraint=gamma_constraint, fused=fused, **kwargs,
         )
+
+    @property
+    def gamma(self):
+        """The gain weight `scale` under its keras_resnorm 0.1 name."""
+        return self.gain

@@ -10,6 +10,8 @@ from keras_resnorm.layers._base import (
     serialize_weight_options,
 )
 
+__all__ = ["ScaleNormalization"]
+
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
 class ScaleNormalization(NormalizationBase):

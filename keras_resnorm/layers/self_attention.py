@@ -3,6 +3,8 @@ from keras import ops
 
 from keras_resnorm.layers._base import check_positive, check_rate
 
+__all__ = ["SelfAttention"]
+
 
 @keras.saving.register_keras_serializable(package="keras_resnorm")
 class SelfAttention(keras.layers.Layer):
@@ -21,8 +23,9 @@ class SelfAttention(keras.layers.Layer):
 
     Args:
         num_heads: number of attention heads.
-        key_dim: size of each head; `None` means `features // num_heads`.
-            Defaults to `None`.
+        key_dim: size of each head; `None` means `features // num_heads`,
+            which must be at least 1 (a ValueError names both numbers
+            otherwise). Defaults to `None`.
         dropout: dropout rate on the attention weights. Defaults to `0.0`.
         use_causal_mask: whether position `i` may only attend to `j <= i`.
             Defaults to `False`.
@@ -70,7 +73,18 @@ class SelfAttention(keras.layers.Layer):
                 f"features). Received: input_shape={tuple(input_shape)}"
             )
         features = input_shape[-1]
-        key_dim = self.key_dim or max(1, features // self.num_heads)
+        key_dim = self.key_dim
+        if key_dim is None:
+            key_dim = features // self.num_heads
+            if key_dim == 0:
+                # As keras-hub's encoder refuses it: heads of size 0 (ours
+                # took 1 without a word).
+                raise ValueError(
+                    f"num_heads={self.num_heads} leaves key_dim = features "
+                    f"// num_heads = 0 for inputs of {features} features: "
+                    "pass at most as many heads as features, or key_dim. "
+                    f"Received: num_heads={self.num_heads}, "
+                    f"features={features}")
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=self.num_heads, key_dim=key_dim, dropout=self.dropout,
             dtype=self.dtype_policy, name="attention",

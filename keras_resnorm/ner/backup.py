@@ -32,6 +32,14 @@ import keras
 from keras_resnorm._keras_workarounds import seed_generators
 from keras_resnorm.ner import files
 
+__all__ = [
+    "NAME",
+    "STATE",
+    "TrainingBackup",
+    "WEIGHTS",
+    "backups",
+]
+
 NAME = re.compile(r"^epoch-(\d+)-step-(\d+)$")
 WEIGHTS = "model.weights.h5"
 STATE = "state.json"

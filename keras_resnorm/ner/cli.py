@@ -9,6 +9,16 @@ import sys
 
 from keras_resnorm._start_up import DEBUG_ENV, is_command_line, loud
 
+__all__ = [
+    "EXAMPLE",
+    "build_parser",
+    "cmd_evaluate",
+    "cmd_export",
+    "cmd_predict",
+    "cmd_train",
+    "main",
+]
+
 EXAMPLE = "EU rejects German call to boycott British lamb ."
 
 
@@ -29,6 +39,7 @@ def _print_spans(spans):
 
 def cmd_train(args, demo=False):
     from keras_resnorm.ner.config import TrainConfig
+    from keras_resnorm.ner.data import BUILTIN_NOTE
     from keras_resnorm.ner.tagger import Tagger
     from keras_resnorm.ner.train import train
 
@@ -42,10 +53,16 @@ def cmd_train(args, demo=False):
     print()
     print(metrics["report"])
     print(f"corpus: {metrics['corpus']}")
+    if metrics.get("untrained_types"):
+        print(f"never trained (no training sentence has them; their "
+              f"mentions count as misses): "
+              f"{', '.join(metrics['untrained_types'])}")
     print(f"test entity-level micro F1: {100 * entity['f1']:.2f} "
           f"(precision {100 * entity['precision']:.2f}, recall "
           f"{100 * entity['recall']:.2f}); token accuracy, O included: "
           f"{100 * metrics['test_token_accuracy']:.2f}")
+    if metrics["corpus"] == "builtin":
+        print(f"NOTE: {BUILTIN_NOTE}")
     print(f"best model: {os.path.join(config.run_dir, 'best.keras')}")
     print(f"TensorBoard logs: {os.path.join(config.run_dir, 'logs')} "
           f"(tensorboard --logdir {os.path.join(config.run_dir, 'logs')})")

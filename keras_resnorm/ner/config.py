@@ -33,13 +33,26 @@ from keras_resnorm._checks import (
     check_positive,
     check_rate,
 )
-from keras_resnorm.layers.normalization import NORMALIZATIONS
+from keras_resnorm.layers._norm_registry import NORMALIZATIONS
 from keras_resnorm.ner.context import MODES
 from keras_resnorm.ner.data import SCHEMES, check_encoding
 from keras_resnorm.ner.distribute import PRECISIONS, STRATEGIES
 from keras_resnorm.ner.errors import ConfigError
 from keras_resnorm.ner.tags import SCHEMES as TAG_SCHEMES
 from keras_resnorm.ner.training_callbacks import DECAY_HORIZONS
+
+__all__ = [
+    "ModelConfig",
+    "NON_NEGATIVE",
+    "OPTIONAL_POSITIVE_INT",
+    "POSITIVE",
+    "POSITIVE_INT",
+    "RATE",
+    "TrainConfig",
+    "add_flags",
+    "flag_name",
+    "setting",
+]
 
 def _check(rule, **kwargs):
     """A field check: `rule(name, value, ...)` raising `ConfigError`."""

@@ -39,6 +39,16 @@ import tensorflow as tf
 
 from keras_resnorm.ner.features import CONTEXT_SEPARATOR
 
+__all__ = [
+    "MODES",
+    "SPAN",
+    "document_contexts",
+    "may_be_name",
+    "neighbour_contexts_graph",
+    "split_with_contexts",
+    "with_contexts",
+]
+
 MODES = ("none", "neighbours", "mentions")
 SPAN = 3  # tokens on each side of a mention that "mentions" mode copies
 

@@ -25,6 +25,15 @@ import tensorflow as tf
 
 from keras_resnorm._checks import check_positive
 
+__all__ = [
+    "CRF",
+    "CRFLoss",
+    "log_likelihood",
+    "log_partition",
+    "marginals",
+    "viterbi_decode",
+]
+
 
 def _time_major(x):
     perm = [1, 0] + list(range(2, x.shape.rank))

@@ -26,6 +26,20 @@ import tensorflow as tf
 from keras_resnorm._checks import check_choice
 from keras_resnorm.ner.errors import ConfigError
 
+__all__ = [
+    "PRECISIONS",
+    "STRATEGIES",
+    "any_worker",
+    "check_batch_size",
+    "configure_cpu_devices",
+    "is_chief",
+    "is_multi_worker",
+    "make_strategy",
+    "parse_tf_config",
+    "wait_for_cluster",
+    "worker_mean",
+]
+
 STRATEGIES = ("default", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 

@@ -11,6 +11,16 @@ without knowing this module (`ValueError`, `FileExistsError`, ...).
 import os
 import zipfile
 
+__all__ = [
+    "ConfigError",
+    "CorpusError",
+    "ExportError",
+    "ModelFileError",
+    "RunDirError",
+    "UsageError",
+    "load_keras_archive",
+]
+
 
 class UsageError(Exception):
     """An expected failure; the message is the one line the CLI prints."""

@@ -13,6 +13,13 @@ from keras_resnorm.ner.features import PAD
 from keras_resnorm.ner.model import decoder, max_length, tag_names
 from keras_resnorm.ner.pipeline import row_spans
 
+__all__ = [
+    "entity_scores",
+    "evaluate",
+    "make_forward",
+    "predict_tags",
+]
+
 
 def predict_tags(model, token_lists, batch_size=64, forward=None,
                  contexts=None):

@@ -61,6 +61,17 @@ from keras_resnorm.ner.model import (
     tag_names,
 )
 
+__all__ = [
+    "DOCUMENT_MODES",
+    "WARMUP_FILE",
+    "WARMUP_SENTENCES",
+    "export",
+    "export_size",
+    "next_version",
+    "write_warmup",
+    "xla_marked_functions",
+]
+
 WARMUP_FILE = "tf_serving_warmup_requests"
 # Signatures that read documents, by a tagger's `document_context`.
 DOCUMENT_MODES = ("none", "neighbours")

@@ -30,6 +30,29 @@ the TF Serving export apply the same ones:
 import keras
 import tensorflow as tf
 
+__all__ = [
+    "CASES",
+    "CONTEXT_SEPARATOR",
+    "HASHED",
+    "OOV",
+    "PAD",
+    "SEPARATORS",
+    "TOKEN_PATTERN",
+    "TokenFeatures",
+    "UNREADABLE_TOKEN",
+    "hashed_features",
+    "hide_words",
+    "join_windows",
+    "normalize_words",
+    "readable_tokens",
+    "scored_mask",
+    "split_windows",
+    "tokenize_text",
+    "vocabulary",
+    "window_starts",
+    "word_shape",
+]
+
 PAD = ""
 # Casing classes; 0 is padding.
 CASES = ("pad", "lower", "upper", "title", "digit", "other")

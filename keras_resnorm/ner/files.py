@@ -12,6 +12,18 @@ import json
 import os
 import shutil
 
+__all__ = [
+    "TMP_PREFIX",
+    "atomic_write",
+    "atomic_write_json",
+    "fsync_path",
+    "fsync_tree",
+    "publish_directory",
+    "remove_leftovers",
+    "tmp_directory",
+    "tmp_name",
+]
+
 TMP_PREFIX = ".tmp-"
 
 

@@ -37,6 +37,20 @@ from keras_resnorm.ner import crf as crf_lib
 from keras_resnorm.ner import features as features_lib
 from keras_resnorm.ner.tags import to_iob2
 
+__all__ = [
+    "CharEncoder",
+    "MentionPool",
+    "TagLogits",
+    "WindowConv",
+    "build_model",
+    "context_settings",
+    "crf_layer",
+    "decoder",
+    "loss",
+    "max_length",
+    "tag_names",
+]
+
 # The token contract (normalization, casing, characters, hashed features)
 # lives in features.py; re-exported where the package imported them from.
 PAD = features_lib.PAD

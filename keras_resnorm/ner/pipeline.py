@@ -13,6 +13,20 @@ from seqeval.metrics.sequence_labeling import get_entities
 from keras_resnorm.ner import features as features_lib
 from keras_resnorm.ner.features import PAD
 
+__all__ = [
+    "BUCKETS",
+    "bucket_lengths",
+    "epochs_dataset",
+    "make_dataset",
+    "mention_pool",
+    "num_batches",
+    "replace_mentions",
+    "row_limit",
+    "row_spans",
+    "rows",
+    "training_dataset",
+]
+
 
 BUCKETS = (16, 32, 64, 128, 256, 512)
 

@@ -12,6 +12,8 @@ from keras_resnorm.ner import files
 from keras_resnorm.ner.config import TrainConfig
 from keras_resnorm.ner.errors import RunDirError
 
+__all__ = ["changed_settings", "prepare"]
+
 
 def prepare(config, chief=True):
     """Return `(config, resumed)`: the saved configuration when resuming.

@@ -12,6 +12,17 @@ from keras_resnorm.ner.errors import load_keras_archive
 from keras_resnorm.ner.evaluate import make_forward, predict_tags
 from keras_resnorm.ner.model import context_settings
 
+__all__ = [
+    "ABBREVIATIONS",
+    "CLOSING",
+    "LINE_BREAKS",
+    "SENTENCE_ENDS",
+    "Tagger",
+    "entity_spans",
+    "split_sentences",
+    "tokenize",
+]
+
 
 def tokenize(text):
     """Split text into `(token, char_start, char_end)` triples.

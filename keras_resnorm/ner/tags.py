@@ -17,6 +17,14 @@ model's output table holds the IOB2 name of each of its tags
 (`model.tag_names`) and no decoding step changes.
 """
 
+__all__ = [
+    "SCHEMES",
+    "iob2_to_iobes",
+    "model_sentences",
+    "model_tag_set",
+    "to_iob2",
+]
+
 SCHEMES = ("iob2", "iobes")
 
 

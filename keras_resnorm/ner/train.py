@@ -46,7 +46,13 @@ from keras_resnorm.callbacks import ResidualStreamDiagnostics
 from keras_resnorm.ner import context, distribute, files, pipeline, resume
 from keras_resnorm.ner import tags as tags_lib
 from keras_resnorm.ner.backup import TrainingBackup
-from keras_resnorm.ner.data import check_tags, find_corpus
+from keras_resnorm.ner.data import (
+    BUILTIN_NOTE,
+    check_tags,
+    find_corpus,
+    unseen_tags,
+    untrained_types,
+)
 from keras_resnorm.ner.errors import ConfigError
 from keras_resnorm.ner.evaluate import evaluate
 from keras_resnorm.ner.features import vocabulary
@@ -59,6 +65,14 @@ from keras_resnorm.ner.training_callbacks import (
     TimeBudget,
     keep_training_weights_after_fit,
 )
+
+__all__ = [
+    "build_tagger",
+    "build_vocabulary",
+    "compile_for_training",
+    "schedule",
+    "train",
+]
 
 
 def _log_hparams(writer, config):
@@ -231,6 +245,8 @@ def _load_corpus(config, corpus, strategy):
     # The tags the model learns (IOB2, or IOBES: tags.py).
     train_sentences = tags_lib.model_sentences(train_sentences,
                                            config.model.model_tags)
+    if corpus.source == "builtin":
+        print(f"NOTE: {BUILTIN_NOTE}")
     print(f"corpus: {corpus.source} ({len(train_sentences)} training "
           f"sentences, tags {corpus.tags}); strategy {config.strategy} "
           f"({strategy.num_replicas_in_sync} replicas), precision "
@@ -274,10 +290,15 @@ def _steps_per_epoch(config, train_sentences, train_contexts):
 def _sample_batch(config, corpus, vocab, features):
     """64 featurized dev sentences: they build the model and feed the
     residual-stream diagnostics."""
-    dataset = pipeline.make_dataset(
-        tags_lib.model_sentences(corpus.sentences("valid")[:64],
-                                 config.model.model_tags),
-        vocab["tags"], 64, config.model.max_length)
+    known = set(vocab["tags"])
+    sample = tags_lib.model_sentences(corpus.sentences("valid")[:64],
+                                      config.model.model_tags)
+    # A tag the training split lacks (data.check_tags) is no target of the
+    # model: the sample's targets read it as O.
+    sample = [(tokens, [t if t in known else "O" for t in tags])
+              for tokens, tags in sample]
+    dataset = pipeline.make_dataset(sample, vocab["tags"], 64,
+                                    config.model.max_length)
     return next(iter(dataset.map(tf.autograph.experimental.do_not_convert(
         lambda t, g, w: (tuple(features(t)), g, w)))))
 
@@ -349,6 +370,9 @@ def _finish(config, corpus, f1_callback, train_seconds, strategy):
     test, dev = scores["test"], scores["valid"]
     metrics = {
         "corpus": corpus.source,
+        # Types of valid/test that no training sentence has: never
+        # predicted, their mentions count as misses (data.check_tags).
+        "untrained_types": untrained_types(unseen_tags(corpus)),
         "test_entity": test["entity"],
         "test_token_accuracy": test["token_accuracy"],
         "dev_entity": dev["entity"],

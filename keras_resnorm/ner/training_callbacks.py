@@ -17,6 +17,21 @@ from keras_resnorm.ner import distribute, files
 from keras_resnorm.ner.evaluate import entity_scores, make_forward
 from keras_resnorm.ner.evaluate import predict_tags
 
+__all__ = [
+    "DECAY_HORIZONS",
+    "DevEntityF1",
+    "LearningRateSchedule",
+    "ModelCheckpoints",
+    "SwapAveragedWeights",
+    "TimeBudget",
+    "averaging_optimizer",
+    "json_copy",
+    "keep_training_weights_after_fit",
+    "learning_rate",
+    "save_model_atomically",
+    "swap_averaged_weights",
+]
+
 
 def save_model_atomically(model, path):
     """`model.save(path)` that leaves the old file whole if it fails."""

@@ -124,7 +124,7 @@ def test_fused_add_norm_path_is_taken_at_the_new_rank():
     _randomize(norm)
     skip = np.random.default_rng(3).normal(size=(4, 2, 3)).astype("float32")
     h = np.random.default_rng(4).normal(size=(4, 2, 3)).astype("float32")
-    from keras_resnorm.layers.residual_wrapper import add_norm
+    from keras_resnorm.layers._fusion import add_norm
 
     graph = tf.function(lambda a, b: add_norm(norm, a, b, fused=True))
     concrete = graph.get_concrete_function(skip, h)

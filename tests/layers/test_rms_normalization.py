@@ -14,7 +14,7 @@ from layer_check import check_layer, check_weight_options
 def test_generic_layer_check(options, n_weights):
     check_layer(lambda dtype=None: RMSNormalization(dtype=dtype, **options),
                 (4, 5, 6), trainable_weights=n_weights, mask_tail=2,
-                float32_weights=("gamma",), fit=n_weights > 0)
+                float32_weights=("scale",), fit=n_weights > 0)
 
 
 # Keras multiplies by its `scale` without reshaping it, so it is only right
@@ -92,4 +92,4 @@ def test_bad_arguments():
 def test_regularizers_and_constraints(options):
     check_weight_options(
         lambda **extra: RMSNormalization(**options, **extra), (4, 5, 6),
-        ["gamma"])
+        {"scale": "gamma"})

@@ -181,3 +181,62 @@ def test_scan_arguments_are_checked():
     with pytest.raises(ValueError, match="Expected 34 arrays .* Received: "
                                          "3 arrays"):
         scanned.set_unrolled_weights([np.zeros(1)] * 3)
+
+
+class CallCounter(keras.layers.Layer):
+    """A stateful norm of the user's own: counts its calls in training."""
+
+    def build(self, input_shape):
+        self.calls = self.add_weight(shape=(), initializer="zeros",
+                                     trainable=False, name="calls")
+
+    def call(self, x, training=None):
+        if training:
+            self.calls.assign_add(1.0)
+        return x
+
+
+@pytest.mark.parametrize("norm", [keras.layers.BatchNormalization,
+                                  CallCounter],
+                         ids=["batch_norm", "call_counter"])
+@pytest.mark.parametrize("mode", ["eager", "tf_function"])
+def test_state_a_block_assigns_is_carried_through_the_loop(norm, mode):
+    # A scanned stack dropped every state update of its blocks (0 of 4
+    # BatchNormalization statistics changed): each depth's now lands in its
+    # slice, with the unrolled stack's values.
+    unrolled, scanned = pair(norm=norm, placement="post")
+    x, _ = inputs()
+    for encoder in (unrolled, scanned):
+        call = encoder if mode == "eager" else tf.function(encoder)
+        call(x, training=True)
+        call(x * 2.0, training=True)
+        call(x, training=False)
+    expected = unrolled.get_weights()
+    got = scanned.get_unrolled_weights()
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    fresh, _ = pair(norm=norm, placement="post")
+    moved = [not np.allclose(a, b) for a, b in zip(
+        scanned.get_unrolled_weights(), fresh.get_weights())]
+    state = [w for block in unrolled.blocks for w in block.weights]
+    changed = {w.path for w, m in zip(state, moved) if not w.trainable and m}
+    assert len(changed) == len([w for w in state if not w.trainable])
+
+
+def test_state_is_carried_by_fit():
+    inputs_ = keras.Input(SHAPE[1:])
+    encoder = TransformerEncoder(num_layers=LAYERS, num_heads=2,
+                                 intermediate_dim=16, placement="post",
+                                 norm=keras.layers.BatchNormalization,
+                                 scan=True)
+    model = keras.Model(inputs_, encoder(inputs_))
+    model.compile("sgd", "mse")
+    stacked = [w for w in encoder.non_trainable_weights
+               if len(w.shape) > 1 and w.shape[0] == LAYERS]
+    before = [np.asarray(w) for w in stacked]
+    x, _ = inputs()
+    model.fit(x, x, epochs=1, verbose=0)
+    for a, w in zip(before, stacked):
+        for depth in range(LAYERS):
+            assert not np.allclose(a[depth], np.asarray(w)[depth]), w.path

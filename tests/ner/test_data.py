@@ -96,11 +96,16 @@ def test_missing_directory_and_split(conll_dir, tmp_path):
         data.load_conll_dir(conll_dir(files), cache_dir=str(tmp_path / "c"))
 
 
-def test_unseen_test_tag_is_an_error(conll_dir, tmp_path):
+def test_unseen_test_tag_is_a_warning_naming_tag_split_and_count(
+        conll_dir, tmp_path):
     corpus = data.load_conll_dir(
-        conll_dir(three(test="Bonn B-LOC\n")), cache_dir=str(tmp_path / "c"))
-    with pytest.raises(data.CorpusError, match=r"Received: \['B-LOC'\]"):
-        data.check_tags(corpus)
+        conll_dir(three(test="Bonn B-LOC\n\nKiel B-LOC\n")),
+        cache_dir=str(tmp_path / "c"))
+    with pytest.warns(UserWarning, match=r"tag 'B-LOC' occurs in no "
+                      r"training sentence \(2 in test\); the model will "
+                      r"never predict it"):
+        assert data.check_tags(corpus) == {"B-LOC": {"test": 2}}
+    assert data.untrained_types(data.unseen_tags(corpus)) == ["LOC"]
 
 
 def test_edited_files_are_prepared_again(conll_dir, tmp_path):

@@ -215,3 +215,54 @@ def test_eval_steps_evaluates_after_enough_batches_and_at_the_end(
     resumed.model.stop_training = True
     assert epoch(resumed, 2, batches=1) == 1.0
     assert resumed.state["since_eval"] == 0
+
+
+def test_a_type_the_training_split_lacks_is_trained_around(tmp_path,
+                                                          recwarn):
+    # A rare type that fell only in dev and test made training refuse to
+    # start; spaCy and Flair train, and so do we, with a warning that names
+    # the tag, its split and its count, and the scores say so.
+    from keras_resnorm.ner import data
+
+    directory = data.write_builtin_corpus(str(tmp_path / "corpus"),
+                                          sentences=(120, 30, 30))
+    train_file = os.path.join(directory, "train.txt")
+    with open(train_file) as f:
+        text = f.read()
+    with open(train_file, "w") as f:
+        f.write(text.replace("B-MISC", "O").replace("I-MISC", "O"))
+    corpus = data.load_conll_dir(directory, cache_dir=str(tmp_path / "c"))
+    assert "B-MISC" not in corpus.tags
+    _, metrics = train(tiny_config(tmp_path / "run", epochs=1), corpus)
+    messages = [str(w.message) for w in recwarn
+                if "occurs in no training sentence" in str(w.message)]
+    assert any("tag 'B-MISC'" in m and " in valid" in m and " in test" in m
+               for m in messages), messages
+    assert metrics["untrained_types"] == ["MISC"]
+    assert "MISC" in metrics["report"]
+
+
+def test_the_builtin_corpus_says_its_scores_mean_nothing(builtin_corpus,
+                                                         capsys, monkeypatch):
+    import copy
+
+    from keras_resnorm.ner import cli
+    from keras_resnorm.ner import train as train_module
+
+    builtin = copy.copy(builtin_corpus)
+    builtin.source = "builtin"
+    config = tiny_config("unused")
+    train_module._load_corpus(config, builtin, tf.distribute.get_strategy())
+    started = capsys.readouterr().out
+    assert started.index("NOTE: the built-in corpus is generated for a "
+                         "smoke test") < started.index("corpus: builtin")
+    entity = {"f1": 1.0, "precision": 1.0, "recall": 1.0}
+    metrics = {"test_entity": entity, "report": "", "corpus": "builtin",
+               "test_token_accuracy": 1.0, "untrained_types": []}
+    monkeypatch.setattr(train_module, "train", lambda config: (None, metrics))
+    cli.main(["ner", "train", "--run-dir", str(builtin_corpus.source)])
+    scored = capsys.readouterr().out
+    assert "test entity-level micro F1: 100.00" in scored
+    for words in ("its scores mean nothing", "--download", "--data-dir",
+                  "KERAS_RESNORM_CONLL_DIR"):
+        assert words in scored.split("test entity-level")[1], words
