@@ -5,6 +5,7 @@ norms of the user's own, and a public surface without surprises."""
 import importlib
 import inspect
 import json
+import pathlib
 import pkgutil
 import re
 
@@ -119,15 +120,18 @@ def test_rms_scale_is_the_weight_and_weights_move_both_ways(tmp_path):
     assert unscaled.scale is None and unscaled.weights == []
 
 
-def test_rms_files_written_with_the_gamma_name_still_load(tmp_path):
-    # keras_resnorm 0.1 named the weight "gamma"; Keras files keep weights
-    # by position, so those files load with the weight as `scale`.
-    inputs = keras.Input((6,))
-    model = keras.Model(inputs, kr.RMSNormalization(name="n")(inputs))
-    model.get_layer("n").scale.assign(np.full(6, 2.0))
-    model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
-    np.testing.assert_allclose(loaded.get_layer("n").scale, 2.0)
+def test_files_that_keras_resnorm_0_1_wrote_still_load():
+    # Written by keras_resnorm 0.1 (main at 31040e5), when RMSNorm's weight
+    # was named "gamma": a standalone RMSNormalization, and RMS-norm
+    # encoders scanned and unrolled. Keras files keep weights by position,
+    # so they load with the weight as `scale`, outputs unchanged.
+    data = pathlib.Path(__file__).parent / "data"
+    model = keras.saving.load_model(data / "keras_resnorm-0.1-rms.keras",
+                                    safe_mode=True)
+    x, y = np.load(data / "keras_resnorm-0.1-rms-io.npy")
+    np.testing.assert_allclose(model(x), y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.get_layer("rms").scale,
+                               np.linspace(0.5, 2, 8), rtol=1e-6)
 
 
 @pytest.mark.parametrize("heads, features", [(64, 16), (17, 16)])

@@ -82,6 +82,27 @@ SCRIPT = textwrap.dedent('''
     inputs = keras.Input((5, 8))
     trains_and_saves(keras.Model(inputs, scanned(inputs)), "scanned", "adam",
                      check=all, jit_compile=True)
+
+    # The state a scanned block assigns (BatchNormalization's statistics)
+    # is carried through keras.ops.scan, in fit under jit too: every depth
+    # moves, as in the unrolled stack.
+    bn = dict(num_layers=3, num_heads=2, intermediate_dim=16,
+              placement="post", norm=keras.layers.BatchNormalization)
+    unrolled, scanned = (kr.TransformerEncoder(**bn),
+                         kr.TransformerEncoder(scan=True, **bn))
+    unrolled(x), scanned(x)
+    scanned.set_unrolled_weights(unrolled.get_weights())
+    unrolled(x, training=True), scanned(x, training=True)
+    for a, b in zip(scanned.get_unrolled_weights(), unrolled.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    inputs = keras.Input((5, 8))
+    model = keras.Model(inputs, scanned(inputs))
+    stacked = [w for w in scanned.non_trainable_weights if w.shape[0] == 3]
+    before = [np.array(w) for w in stacked]
+    model.compile("sgd", "mse", jit_compile=True)
+    model.fit(x, x, epochs=1, verbose=0)
+    for b, w in zip(before, stacked):
+        assert all(not np.allclose(b[i], np.array(w)[i]) for i in range(3))
     assert "tensorflow" not in sys.modules
     print("ok")
 ''')

@@ -2,6 +2,7 @@
 named after its layer); the private modules (`_base`, `_fusion`, ...) hold
 what several layers share."""
 
+from keras_resnorm.layers._fusion import add_norm, pre_norm_chain
 from keras_resnorm.layers._norm_registry import NORMALIZATIONS, normalization
 from keras_resnorm.layers._residual_layer import residual_layer
 from keras_resnorm.layers._scaling import (
@@ -35,8 +36,10 @@ __all__ = [
     "SelfAttention",
     "TransformerEncoder",
     "TransformerEncoderBlock",
+    "add_norm",
     "deepnorm_constants",
     "layerscale_init_for_depth",
     "normalization",
+    "pre_norm_chain",
     "residual_layer",
 ]

@@ -70,8 +70,11 @@ def _check_norm_kwargs(name, norm_kwargs, argument):
             f"norm_kwargs may not set {clash}: the residual layer names its "
             "norms and gives them its own dtype policy (set `dtype` on the "
             f"residual layer). Received: norm_kwargs={norm_kwargs!r}")
-    takes = inspect.signature(NORMALIZATIONS[name].__init__).parameters
-    unknown = sorted(k for k in norm_kwargs if k not in takes)
+    takes = set(inspect.signature(NORMALIZATIONS[name].__init__).parameters)
+    # The base layer's own arguments (`trainable`, ...) too.
+    takes |= set(inspect.signature(keras.layers.Layer.__init__).parameters)
+    unknown = sorted(k for k in norm_kwargs
+                     if k not in takes or k in ("self", "kwargs"))
     if unknown:
         raise ValueError(
             f"norm_kwargs has arguments that {argument}={name!r} "

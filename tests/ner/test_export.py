@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_resnorm.ner import export
 from keras_resnorm.ner.evaluate import make_forward
+from keras_resnorm.ner.model import TagLogits, crf_layer
 from keras_resnorm.ner.tagger import Tagger, entity_spans, tokenize
 from ner_helpers import capi
 
@@ -246,26 +248,36 @@ def test_neighbour_context_export_reads_documents_as_the_tagger_does(
     assert any(spans), "an untrained tagger with no span checks nothing"
 
 
-def test_confidence_is_a_probability_in_every_signature(exported):
-    # The export's confidence reached 1.000244 on a 300-token text.
-    _, path, model = exported
-    long_text = " ".join(["EU rejects German call to boycott British lamb ."]
-                         * 30)
-    tokens = [t for t, _, _ in tokenize(long_text)]
+def test_confidence_is_a_probability_in_every_signature(exported, tmp_path):
+    # exp(alpha + beta - log Z) exceeded 1 (1.000244 on a 300-token text of
+    # a demo export); the tiny demo tagger is too unsure to show it, so its
+    # CRF and logits are scaled by 4 (sharper scores, as a trained tagger
+    # has): before the fix this export's confidence reached 1.0005.
+    _, _, path = exported
+    model = keras.saving.load_model(path, safe_mode=True)
+    crf = crf_layer(model)
+    logits = [layer for layer in model._flatten_layers()
+              if isinstance(layer, TagLogits)]
+    for weight in crf.weights + [w for layer in logits for w in layer.weights]:
+        weight.assign(np.asarray(weight) * 4.0)
+    version = export.export(model, str(tmp_path / "ner"), warmup=False)
+    words = [t for t, _, _ in tokenize(" ".join(SENTENCES))]
+    rng = np.random.default_rng(0)
+    rows = [list(rng.permutation(words))[:32] for _ in range(16)]
+    texts = [" ".join(row) for row in rows]
     outputs = [
-        capi(path, [{"text": [long_text] + SENTENCES}])["responses"],
-        capi(path, [{"tokens": [tokens], "lengths": [len(tokens)]}],
+        capi(version, [{"text": texts}])["responses"],
+        capi(version, [{"tokens": rows, "lengths": [32] * 16}],
              signature="tag_tokens")["responses"],
-        capi(path, [{"sentences": [long_text] + SENTENCES,
-                     "documents": [0, 0, 1, 1]}],
+        capi(version, [{"sentences": texts, "documents": [0] * 16}],
              signature="tag_documents")["responses"]]
     for responses in outputs:
         assert responses[0]["ok"], responses[0]
         confidence = np.array(responses[0]["outputs"]["confidence"])
         assert confidence.max() <= 1.0 and confidence.min() >= 0.0
-    # The Tagger's decoder (one window of the model's max_length).
-    forward = make_forward(Tagger.load(model).model)
-    _, python_confidence = forward(tf.constant([tokens[:32]]))
+        assert confidence.max() > 0.99  # sharp enough to have shown it
+    # The Tagger's decoder.
+    _, python_confidence = make_forward(model)(tf.constant(rows))
     assert float(tf.reduce_max(python_confidence)) <= 1.0
 
 

@@ -1,0 +1,59 @@
+"""The Python code blocks of README.md and docs/ run, so the pages cannot
+drift from the code. Each page's blocks run in order in one namespace, in
+a scratch directory that holds `runs/rms-pre/best.keras` (a tagger the
+pages load); a block marked `<!-- docs-test: large ... -->` (one that
+trains) runs in the `large` set."""
+
+import pathlib
+import re
+import shutil
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+FENCE = re.compile(r"(<!-- docs-test: (\w+)[^>]*-->\n)?```python\n(.*?)```",
+                   re.S)
+
+
+def blocks(page):
+    """`(code, marker)` of each Python block of `page`, in order."""
+    return [(m.group(3), m.group(2)) for m in FENCE.finditer(page.read_text())]
+
+
+def test_the_pages_have_python_blocks_and_link_each_other():
+    assert sum(len(blocks(p)) for p in PAGES) >= 4
+    readme = (ROOT / "README.md").read_text()
+    for page in PAGES[1:]:
+        assert f"docs/{page.name}" in readme, page.name
+    # A newcomer's page: the reference lives under docs/.
+    assert len(readme.splitlines()) < 150
+
+
+def _run(page, markers, tmp_path, monkeypatch, trained_run):
+    run_dir, _, _ = trained_run
+    (tmp_path / "runs" / "rms-pre").mkdir(parents=True)
+    shutil.copy(run_dir / "best.keras",
+                tmp_path / "runs" / "rms-pre" / "best.keras")
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__docs__"}
+    ran = 0
+    for code, marker in blocks(page):
+        if marker in markers:
+            exec(compile(code, f"{page.name} block", "exec"), namespace)
+            ran += 1
+    return ran
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p)],
+                         ids=lambda p: p.name)
+def test_python_blocks_run(page, tmp_path, monkeypatch, trained_run):
+    _run(page, {None}, tmp_path, monkeypatch, trained_run)
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("page", [p for p in PAGES
+                                  if any(m == "large" for _, m in blocks(p))],
+                         ids=lambda p: p.name)
+def test_large_python_blocks_run(page, tmp_path, monkeypatch, trained_run):
+    assert _run(page, {"large"}, tmp_path, monkeypatch, trained_run) > 0
