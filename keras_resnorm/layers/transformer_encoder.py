@@ -62,11 +62,13 @@ class TransformerEncoder(keras.layers.Layer):
             weights instead of unrolling the blocks. Defaults to `False`.
         key_dim, norm, placement, norm_kwargs, branch_scale,
             layerscale_init, dropout, attention_dropout, activation, seed,
-            fused, intermediate_dropout, expansion: every block's, as in
-            `TransformerEncoderBlock` and with its defaults (`key_dim=None`,
-            `norm="layer"`, `placement="pre"`, `activation="gelu"`,
-            `fused="auto"`, `expansion=4`, no scale, no dropout). Block `i`
-            takes `seed + i`.
+            fused, intermediate_dropout, expansion, use_causal_mask: every
+            block's, as in `TransformerEncoderBlock` and with its defaults
+            (`key_dim=None`, `norm="layer"`, `placement="pre"`,
+            `activation="gelu"`, `fused="auto"`, `expansion=4`, no scale,
+            no dropout, no causal mask). Block `i` takes `seed + i`. With
+            `use_causal_mask=True` the stack is a decoder-only (causal)
+            Transformer, scanned or not, with every placement.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -106,6 +108,7 @@ class TransformerEncoder(keras.layers.Layer):
         "key_dim", "norm", "placement", "norm_kwargs", "branch_scale",
         "layerscale_init", "dropout", "attention_dropout", "activation",
         "seed", "fused", "intermediate_dropout", "expansion",
+        "use_causal_mask",
     )
 
     def __init__(self, num_layers, num_heads, intermediate_dim,
@@ -114,7 +117,7 @@ class TransformerEncoder(keras.layers.Layer):
                  branch_scale=None, layerscale_init=None, dropout=0.0,
                  attention_dropout=0.0, activation="gelu", seed=None,
                  fused=FUSED_DEFAULT, intermediate_dropout=0.0, expansion=4,
-                 **kwargs):
+                 use_causal_mask=False, **kwargs):
         super().__init__(**kwargs)
         given = locals()
         block_kwargs = {k: given[k] for k in self._BLOCK_ARGS}

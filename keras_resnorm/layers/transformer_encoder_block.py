@@ -2,6 +2,7 @@ import keras
 
 from keras_resnorm import placements
 from keras_resnorm.layers._base import (
+    check_choice,
     check_fused,
     check_int,
     check_positive,
@@ -72,6 +73,11 @@ class TransformerEncoderBlock(keras.layers.Layer):
             Defaults to `0.0`.
         expansion: number of streams for the hyper placements. Defaults to
             `4`.
+        use_causal_mask: whether position `i` attends only to positions
+            `j <= i` (a decoder-only, causal language model), combined with
+            the padding mask. Nothing else in the block mixes positions, so
+            the outputs up to `i` do not depend on the inputs after it.
+            Defaults to `False`.
         block_index: the block's position in its stack (the hyper
             placements' initial read weights depend on it). Defaults to `0`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
@@ -121,6 +127,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         intermediate_dropout=0.0,
         expansion=4,
         block_index=0,
+        use_causal_mask=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -150,6 +157,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
             keras.activations.get(activation)
         )
         self.seed = seed
+        self.use_causal_mask = check_choice("use_causal_mask",
+                                            use_causal_mask, (False, True))
         self.supports_masking = True
         # Each sub-layer is made right before its wrapper: layers with an
         # unseeded dropout draw their seed when made, so this order keeps
@@ -157,6 +166,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         def attention():
             return SelfAttention(
                 num_heads, key_dim=key_dim, dropout=self.attention_dropout,
+                use_causal_mask=self.use_causal_mask,
                 dtype=self.dtype_policy, name="self_attention",
             )
 
@@ -222,6 +232,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
                 "intermediate_dropout": self.intermediate_dropout,
                 "expansion": self.expansion,
                 "block_index": self.block_index,
+                "use_causal_mask": self.use_causal_mask,
             }
         )
         return config
