@@ -10,7 +10,13 @@ from keras_resnorm._start_up import quiet_start_up
 # TensorFlow loads here; the `keras-resnorm` command keeps its C++
 # start-up lines out of its output (see _start_up.py).
 with quiet_start_up():
-    from keras_resnorm import callbacks, ops, optimizers, placements
+    from keras_resnorm import (
+        callbacks,
+        distribution,
+        ops,
+        optimizers,
+        placements,
+    )
     from keras_resnorm.layers import (
         NORMALIZATIONS,
         DropPath,
@@ -46,6 +52,7 @@ __all__ = [
     "TransformerEncoderBlock",
     "callbacks",
     "deepnorm_constants",
+    "distribution",
     "layerscale_init_for_depth",
     "normalization",
     "ops",
