@@ -35,7 +35,8 @@ __all__ = ["layout_map"]
 
 # Path patterns of our blocks' weights (`Variable.path`). An unrolled
 # stack's weights sit under `.../block_i/...` with "/" between layers; a
-# scanned stack names its stacked variables with "." (`_scan.py`).
+# scanned stack names its stacked variables with "-" between them
+# (`_scan.STACKED_NAME_SEPARATOR`).
 _ATTENTION = r"self_attention{s}attention{s}"
 _FEED_FORWARD = r"feed_forward{s}"
 
@@ -80,7 +81,7 @@ def layout_map(device_mesh, model_axis="model"):
         # Keras matches each key as a whole path (`re.fullmatch`).
         # Unrolled: ".../block_0/feed_forward_residual/feed_forward/...".
         layouts[".*/" + pattern.format(s="/")] = axes(layout)
-        # Scanned: ".../feed_forward_residual.feed_forward.hidden.kernel",
+        # Scanned: ".../feed_forward_residual-feed_forward-hidden-kernel",
         # one more (depth) axis in front, never split.
-        layouts[r".*\." + pattern.format(s=r"\.")] = (None,) + axes(layout)
+        layouts[".*-" + pattern.format(s="-")] = (None,) + axes(layout)
     return layouts

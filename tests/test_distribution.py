@@ -59,7 +59,7 @@ SCRIPT = textwrap.dedent('''
                 # the scanned stack's along their feature axis only.
                 kernel = [w for w in m.weights
                           if w.path.endswith(("hidden/kernel",
-                                              "hidden.kernel"))]
+                                              "hidden-kernel"))]
                 assert kernel, [w.path for w in m.weights]
                 for w in kernel:
                     spec = tuple(w.value.sharding.spec)

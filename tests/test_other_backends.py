@@ -1,4 +1,7 @@
-"""The layers on Keras's JAX backend, with TensorFlow made unimportable.
+"""The layers on Keras's JAX and PyTorch backends, with TensorFlow made
+unimportable: every placement and norm trains and saves, the scanned
+encoder equals the unrolled one and keeps its blocks' state, and a causal
+stack leaks nothing.
 
 `import keras_resnorm` must not need TensorFlow: only the fused kernel
 (TensorFlow backend) and the NER showcase use it. Each check runs in a
@@ -16,13 +19,23 @@ SCRIPT = textwrap.dedent('''
     import sys
 
     class NoTensorFlow:
+        """Any import of TensorFlow fails. (A spec whose loading fails,
+        rather than an error from `find_spec`: PyTorch asks `find_spec`
+        whether TensorFlow is installed, and only an import must fail.)"""
+
         def find_spec(self, name, path=None, target=None):
             if name == "tensorflow" or name.startswith("tensorflow."):
-                raise ImportError("TensorFlow is blocked in this check")
+                import importlib.machinery
+                return importlib.machinery.ModuleSpec(name, self)
+
+        def create_module(self, spec):
+            raise ImportError("TensorFlow is blocked in this check")
+
+        def exec_module(self, module):
+            raise ImportError("TensorFlow is blocked in this check")
 
     sys.meta_path.insert(0, NoTensorFlow())
 
-    import jax
     import keras
     import numpy as np
 
@@ -30,6 +43,10 @@ SCRIPT = textwrap.dedent('''
     from keras_resnorm import optimizers
 
     assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
+    numpy = keras.ops.convert_to_numpy  # a tensor or variable of any backend
+    # XLA on JAX; the PyTorch backend's jit_compile is torch.compile, which
+    # this check leaves out.
+    JIT = sys.argv[1] == "jax"
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(4, 5, 8)) * 3 + 1).astype("float32")
 
@@ -40,24 +57,24 @@ SCRIPT = textwrap.dedent('''
     want = {"layer": (x64 - mean) / np.sqrt(var + 1e-3),
             "rms": x64 / np.sqrt((x64 ** 2).mean(-1, keepdims=True) + 1e-6)}
     for name, reference in want.items():
-        y = np.asarray(kr.normalization(name)(x), "float64")
+        y = numpy(kr.normalization(name)(x)).astype("float64")
         np.testing.assert_allclose(y, reference, rtol=1e-5, atol=1e-5)
     for name in kr.NORMALIZATIONS:
-        assert np.all(np.isfinite(np.asarray(kr.normalization(name)(x))))
+        assert np.all(np.isfinite(numpy(kr.normalization(name)(x))))
 
     def trains_and_saves(model, name, optimizer, check=any, **compile_args):
         """Two epochs change the weights (`check` over them), and a .keras
         round trip keeps the outputs."""
         model.compile(optimizer=optimizer, loss="mse", **compile_args)
-        before = [np.array(w) for w in model.trainable_weights]
+        before = [numpy(w) for w in model.trainable_weights]
         history = model.fit(x, np.zeros_like(x), epochs=2, verbose=0)
         assert np.all(np.isfinite(history.history["loss"]))
-        after = [np.array(w) for w in model.trainable_weights]
+        after = [numpy(w) for w in model.trainable_weights]
         assert check(not np.array_equal(b, a) for b, a in zip(before, after))
         path = f"{sys.argv[2]}/{name}.keras"
         model.save(path)
         loaded = keras.saving.load_model(path, safe_mode=True)
-        np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)),
+        np.testing.assert_allclose(numpy(loaded(x)), numpy(model(x)),
                                    rtol=1e-5, atol=1e-5)
 
     # Every placement trains a step, with our optimizer, and saves.
@@ -70,6 +87,13 @@ SCRIPT = textwrap.dedent('''
         trains_and_saves(model, placement,
                          optimizers.AdamW(1e-2, clipnorm=1.0))
 
+    # Every norm trains in a wrapper, and saves.
+    for norm in kr.NORMALIZATIONS:
+        inputs = keras.Input((5, 8))
+        h = kr.ResidualWrapper(keras.layers.Dense(8), norm=norm)(inputs)
+        trains_and_saves(keras.Model(inputs, h), f"norm-{norm}",
+                         optimizers.AdamW(1e-2))
+
     # A scanned encoder (keras.ops.scan here) gives the unrolled one's
     # outputs, trains with dropout and drop path under jit, and saves.
     options = dict(num_layers=3, num_heads=2, intermediate_dim=16,
@@ -78,11 +102,11 @@ SCRIPT = textwrap.dedent('''
     scanned = kr.TransformerEncoder(scan=True, **options)
     unrolled(x), scanned(x)
     scanned.set_unrolled_weights(unrolled.get_weights())
-    np.testing.assert_allclose(np.asarray(scanned(x)),
-                               np.asarray(unrolled(x)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(numpy(scanned(x)), numpy(unrolled(x)),
+                               rtol=1e-5, atol=1e-5)
     inputs = keras.Input((5, 8))
     trains_and_saves(keras.Model(inputs, scanned(inputs)), "scanned", "adam",
-                     check=all, jit_compile=True)
+                     check=all, jit_compile=JIT)
 
     # The state a scanned block assigns (BatchNormalization's statistics)
     # is carried through keras.ops.scan, in fit under jit too: every depth
@@ -99,22 +123,27 @@ SCRIPT = textwrap.dedent('''
     inputs = keras.Input((5, 8))
     model = keras.Model(inputs, scanned(inputs))
     stacked = [w for w in scanned.non_trainable_weights if w.shape[0] == 3]
-    before = [np.array(w) for w in stacked]
-    model.compile("sgd", "mse", jit_compile=True)
+    before = [numpy(w) for w in stacked]
+    model.compile("sgd", "mse", jit_compile=JIT)
     model.fit(x, x, epochs=1, verbose=0)
     for b, w in zip(before, stacked):
-        assert all(not np.allclose(b[i], np.array(w)[i]) for i in range(3))
+        assert all(not np.allclose(b[i], numpy(w)[i]) for i in range(3))
 
-    # A causal stack (scanned, hyper-connections) under jit: changing the
-    # positions after 2 leaves every output up to 2 exactly as it was.
+    # A causal stack (scanned, hyper-connections), under jit on JAX:
+    # changing the positions after 2 leaves every output up to 2 exactly as
+    # it was.
     causal = kr.TransformerEncoder(num_layers=2, num_heads=2,
                                    intermediate_dim=16, placement="hyper",
                                    scan=True, use_causal_mask=True)
     later = x.copy()
     later[:, 3:] = -later[:, 3:] * 5
     causal(x)  # a scanned stack builds eagerly
-    run = jax.jit(lambda t: causal(t))
-    a, b = np.asarray(run(x)), np.asarray(run(later))
+    run = causal
+    if JIT:
+        import jax
+
+        run = jax.jit(lambda t: causal(t))
+    a, b = numpy(run(x)), numpy(run(later))
     np.testing.assert_array_equal(a[:, :3], b[:, :3])
     assert not np.array_equal(a[:, 3:], b[:, 3:])
     assert "tensorflow" not in sys.modules
@@ -122,7 +151,8 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.parametrize("backend", ["jax"])
+# PyTorch: the CPU build, `torch==2.13.0` in the test extra (setup.cfg).
+@pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_layers_train_and_save_without_tensorflow(backend, tmp_path):
     env = dict(os.environ, KERAS_BACKEND=backend)
     run = subprocess.run([sys.executable, "-c", SCRIPT, backend,

@@ -156,13 +156,17 @@ class ScannedStack:
         return states
 
 
+# Joins the parts of a stacked variable's name. Keras variable names may
+# not hold "/", and the PyTorch backend's parameter names may not hold ".".
+STACKED_NAME_SEPARATOR = "-"
+
+
 def _stacked_name(template, variable):
-    # Keras variable names may not hold "/": the template-relative path
-    # with dots ("attention_residual.norm.gamma").
+    # The template-relative path, "attention_residual-norm-gamma".
     parts = variable.path.split("/")
     if template.name in parts:
         parts = parts[parts.index(template.name) + 1:]
-    return ".".join(parts)
+    return STACKED_NAME_SEPARATOR.join(parts)
 
 
 def _loop(step, inputs, per_depth, carried=()):

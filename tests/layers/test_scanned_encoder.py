@@ -104,7 +104,7 @@ def test_scanned_generic_check():
 def test_stacked_weights_have_a_depth_axis_and_readable_names():
     _, scanned = pair(placement="pre")
     kernels = [w for w in scanned.weights if w.path.endswith(
-        "feed_forward_residual.feed_forward.hidden.kernel")]
+        "feed_forward_residual-feed_forward-hidden-kernel")]
     assert kernels, [w.path for w in scanned.weights]
     assert tuple(kernels[0].shape) == (LAYERS, 8, 16)
     # 3 blocks x 16 block weights + the final norm's 2, as arrays.
