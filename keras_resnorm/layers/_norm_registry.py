@@ -37,7 +37,6 @@ def check_norm_name(name, argument="norm"):
 # The norms that take `fused=` (the others have no fused kernel).
 FUSABLE = ("layer", "rms")
 
-
 # What the residual layers set on every norm they make; `norm_kwargs` may
 # not set them too.
 SET_BY_THE_LAYER = ("name", "dtype")
@@ -70,11 +69,11 @@ def _check_norm_kwargs(name, norm_kwargs, argument):
             f"norm_kwargs may not set {clash}: the residual layer names its "
             "norms and gives them its own dtype policy (set `dtype` on the "
             f"residual layer). Received: norm_kwargs={norm_kwargs!r}")
+    # The norm's own arguments and the base layer's (`trainable`, ...).
     takes = set(inspect.signature(NORMALIZATIONS[name].__init__).parameters)
-    # The base layer's own arguments (`trainable`, ...) too.
     takes |= set(inspect.signature(keras.layers.Layer.__init__).parameters)
-    unknown = sorted(k for k in norm_kwargs
-                     if k not in takes or k in ("self", "kwargs"))
+    takes -= {"self", "kwargs"}
+    unknown = sorted(k for k in norm_kwargs if k not in takes)
     if unknown:
         raise ValueError(
             f"norm_kwargs has arguments that {argument}={name!r} "

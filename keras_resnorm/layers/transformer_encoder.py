@@ -134,10 +134,8 @@ class TransformerEncoder(keras.layers.Layer):
         self.drop_path = check_rate("drop_path", drop_path)
         self.scan = check_choice("scan", scan, (False, True))
         self.block_kwargs = block_kwargs
-        norm = block_kwargs["norm"]
         self.supports_masking = True
-        placement = placements.canonical(block_kwargs.get("placement", "pre"))
-        seed = block_kwargs.get("seed")
+        norm, placement = block_kwargs["norm"], block_kwargs["placement"]
         per_block = {k: v for k, v in block_kwargs.items() if k != "seed"}
         blocks = []
         for i in range(num_layers):
@@ -158,8 +156,8 @@ class TransformerEncoder(keras.layers.Layer):
             self._scan_blocks = Untracked(blocks)
             self._stack = None
             self.seed_generator = None
-            rates = [self.drop_path] + [block_kwargs.get(k, 0.0) for k in (
-                "dropout", "attention_dropout", "intermediate_dropout")]
+            rates = (self.drop_path, dropout, attention_dropout,
+                     intermediate_dropout)
             if any(rate > 0 for rate in rates):
                 self.seed_generator = keras.random.SeedGenerator(seed)
         else:
@@ -172,15 +170,14 @@ class TransformerEncoder(keras.layers.Layer):
         if wants_final:
             self.final_norm_layer = make_norm(
                 norm, name="final_norm", dtype=self.dtype_policy,
-                norm_kwargs=block_kwargs.get("norm_kwargs"),
-                fused=block_kwargs.get("fused", FUSED_DEFAULT))
+                norm_kwargs=norm_kwargs, fused=fused)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
         block_shape = input_shape
         if self._hyper:
             block_shape = input_shape[:-1] + (
-                self.block_kwargs.get("expansion", 4), input_shape[-1])
+                self.block_kwargs["expansion"], input_shape[-1])
         blocks = self._scan_blocks.layer if self.scan else self.blocks
         for block in blocks:
             block.build(block_shape)
@@ -199,20 +196,17 @@ class TransformerEncoder(keras.layers.Layer):
         return x
 
     def call(self, inputs, mask=None, training=None):
-        placement = self.block_kwargs.get("placement", "pre")
         if self._hyper:
             # n copies of the stream through every block, then their mean.
-            x = expand_stream(inputs, self.block_kwargs.get("expansion", 4))
+            x = expand_stream(inputs, self.block_kwargs["expansion"])
             x = collapse_stream(self._run_blocks(x, mask, training))
-        elif is_pre_norm(placement) and not self.scan:
+        elif is_pre_norm(self.block_kwargs["placement"]) and not self.scan:
             # One chain over every wrapper of every block: each residual add
             # is fused with the next input norm (or the final norm). A
             # scanned stack fuses within each block only.
             wrappers = [w for b in self.blocks for w in b.residual_wrappers]
             return pre_norm_chain(wrappers, self.final_norm_layer, inputs,
-                                  mask, training,
-                                  self.block_kwargs.get("fused",
-                                                        FUSED_DEFAULT))
+                                  mask, training, self.block_kwargs["fused"])
         else:
             x = self._run_blocks(inputs, mask, training)
         if self.final_norm_layer is not None:
