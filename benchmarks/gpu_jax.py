@@ -74,6 +74,7 @@ SIZES = {
         "check_policies": ("float32", "mixed_bfloat16"),
         "check_each": None,
         "train_policies": ("mixed_bfloat16", "float32"),
+        "train_placements": ("pre", "post"),
     },
     "quick": {
         "check": {"rows": 64, "dim": 32, "d": 16, "heads": 2,
@@ -87,6 +88,7 @@ SIZES = {
         "check_policies": ("mixed_bfloat16",),
         "check_each": 1,
         "train_policies": ("mixed_bfloat16",),
+        "train_placements": ("pre",),
     },
 }
 
@@ -559,7 +561,7 @@ def train(sizes, args, clock, peak, part, save):
     part["flops_per_step"] = flops
     rows = part.setdefault("rows", [])
     for policy in sizes["train_policies"]:
-        for placement in ("pre", "post"):
+        for placement in sizes["train_placements"]:
             variants = {"keras-hub TransformerEncoder": ("keras-hub", False),
                         "ours, unrolled": ("ours", False),
                         "ours, scanned": ("ours", True)}

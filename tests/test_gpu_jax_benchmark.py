@@ -47,7 +47,7 @@ def test_quick_runs_every_section_without_tensorflow(quick_run):
     assert models == {"keras-hub TransformerEncoder", "ours, unrolled",
                       "ours, scanned"}
     # The same sizes: ours and keras-hub's stacks have equal weights.
-    for placement in ("pre", "post"):
+    for placement in gpu_jax.SIZES["quick"]["train_placements"]:
         params = {r["params"] for r in results["train"]["rows"]
                   if r["placement"] == placement}
         assert len(params) == 1, results["train"]["rows"]
