@@ -13,9 +13,10 @@ STUDY_SETTINGS = ("steps", "batch_size", "learning_rate", "d_model", "heads",
                   "dev_sentences", "fused", "xla")
 
 
-def load_previous(args):
+def load_previous(args, settings=STUDY_SETTINGS):
     """The study in results/<name>.json, for --resume; None when there is
-    none. Its settings must equal this command's."""
+    none. Its `settings` (the names of the flags that change what a run
+    measures) must equal this command's."""
     import json
 
     from benchmarks import common
@@ -27,16 +28,17 @@ def load_previous(args):
     with open(path) as f:
         previous = json.load(f)
     changed = [f"{k}: {previous['settings'].get(k)!r} -> "
-               f"{getattr(args, k)!r}" for k in STUDY_SETTINGS
+               f"{getattr(args, k)!r}" for k in settings
                if previous["settings"].get(k) != getattr(args, k)]
     if changed:
         raise SystemExit(
             f"--resume: {path} was made with other settings ("
             + "; ".join(changed) + "); use another --name")
-    previous.setdefault("invocations", [{
-        "command": previous["command"], "others": previous["others"],
-        "wall_seconds": previous["wall_seconds"],
-        "runs": len(previous["runs"])}])
+    if "invocations" not in previous:  # written before they were kept
+        previous["invocations"] = [{
+            "command": previous["command"], "others": previous["others"],
+            "wall_seconds": previous["wall_seconds"],
+            "runs": len(previous["runs"])}]
     return previous
 
 
