@@ -188,3 +188,12 @@ def test_study_runs_resumes_and_its_diagnostics_see_the_trained_weights(
     with pytest.raises(SystemExit):
         lm_depth.main(argv[:-len(TINY)] + ["--steps", "7"] + TINY[2:]
                       + ["--resume"])
+
+
+def test_last_tenth_gain_compares_the_means_of_the_last_two_tenths():
+    falling = _run("pre", 6, 3.0, loss=[5.0] * 80 + [4.0] * 10 + [3.5] * 10)
+    assert lm_report.last_tenth_gain(falling) == pytest.approx(0.5)
+    flat = _run("pre", 6, 3.0, loss=[4.0, 3.0] * 50)
+    assert lm_report.last_tenth_gain(flat) == pytest.approx(0.0)
+    assert lm_report.last_tenth_gain(_run("pre", 6, 3.0, end="diverged")) \
+        is None

@@ -436,7 +436,11 @@ def run(cell, lr, warmup, seed, writer_dir=None):
         "config": cell.config, "depth": cell.depth, "lr": lr,
         "warmup": warmup, "seed": seed, "end": state, "diverged": diverged,
         "held_out_bits": held_out, "final_loss": final,
-        "steps": len(losses), "loss": losses[::LOSS_EVERY],
+        "steps": len(losses),
+        # Means of each LOSS_EVERY steps: a sample of one batch in five
+        # is too noisy to tell a flat curve from a falling one.
+        "loss": [float(np.mean(losses[i:i + LOSS_EVERY]))
+                 for i in range(0, len(losses), LOSS_EVERY)],
         "grad_norm_total": grad_total,
         "grad_norm_init": grad_init, "grad_norm_last": grad_last,
         "rms_init": start["rms"], "rms_last": end.get("rms"),

@@ -42,8 +42,8 @@ def noise_floor(runs):
 
 
 def smoothed(run):
-    """The training loss (bits) smoothed over FINAL_STEPS steps, at every
-    LOSS_EVERY-th step."""
+    """The training loss (bits), recorded as means of LOSS_EVERY steps,
+    smoothed over FINAL_STEPS steps."""
     loss = np.asarray(run["loss"], float)
     width = max(1, FINAL_STEPS // LOSS_EVERY)
     return np.convolve(loss, np.ones(width) / width, mode="valid")
@@ -60,12 +60,14 @@ def steps_to(run, target):
 
 
 def last_tenth_gain(run):
-    """How much the smoothed training loss fell over the last tenth of the
-    run (bits): the calibration's measure of a flattened curve."""
-    curve = smoothed(run)
-    if run["diverged"] or len(curve) < 10:
+    """How much the training loss fell from the run's second-to-last tenth
+    to its last (the means over each, in bits): the calibration's measure
+    of a flattened curve. At least 10 recorded points are needed."""
+    loss = np.asarray(run["loss"], float)
+    if run["diverged"] or len(loss) < 10:
         return None
-    return float(curve[-len(curve) // 10 - 1] - curve[-1])
+    tenth = len(loss) // 10
+    return float(loss[-2 * tenth:-tenth].mean() - loss[-tenth:].mean())
 
 
 def summarize(runs, base_lr):
@@ -402,15 +404,14 @@ def claims(runs, settings, unigram):
         if bad:
             unstable.append(config)
             parts.append(f"{config} fails at {', '.join(f'{x:g}' for x in bad)}")
+    swept = bool(rates) and any(
+        len(_cell(runs, c, sweep_depth, rates[-1])) for c in CONFIGS)
     add("Wortsman et al. 2023", "Small models show the instabilities of "
         "large ones when the learning rate is swept high",
         "decoder-only LMs 9M-1.2B, lr 1e-4 to 3e-1 (Fig. 1)",
         ("; ".join(parts) or "every swept config trains at every rate")
-        if any(len(_cell(runs, c, sweep_depth, rates[-1])) for c in CONFIGS)
-        else "-",
-        MISSING if not any(len(_cell(runs, c, sweep_depth, rates[-1]))
-                           for c in CONFIGS)
-        else HOLDS if unstable else INVISIBLE)
+        if swept else "-",
+        MISSING if not swept else HOLDS if unstable else INVISIBLE)
     return table
 
 
