@@ -270,7 +270,9 @@ def main(argv=None):
                              "then the learning rate's decay spans it")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-train-sentences", type=int, default=None,
-                        help="one point of the curve: the first N sentences")
+                        help="one point of the curve: N sentences spread "
+                             "over the training file (--train-subset "
+                             "spread, the same for spaCy)")
     parser.add_argument("--sizes", nargs="+", choices=list(CURVE),
                         default=list(CURVE),
                         help="the learning curve's sizes to run (budgets: "

@@ -70,8 +70,10 @@ class _Excluded:
 
 
 def train_and_score(corpus, minutes, seed=0, max_train_sentences=None,
-                    log=print):
-    """Train spaCy for `minutes`, return its dev and test entity scores."""
+                    log=print, subset="spread"):
+    """Train spaCy for `minutes`, return its dev and test entity scores.
+    With `max_train_sentences`, on the sentences ours trains on with the
+    same `--max-train-sentences` and `--train-subset` (`subset`)."""
     import spacy
     from spacy.cli.init_config import init_config
     from spacy.schemas import ConfigSchemaTraining
@@ -84,9 +86,7 @@ def train_and_score(corpus, minutes, seed=0, max_train_sentences=None,
 
     from keras_resnorm.ner.evaluate import entity_scores
 
-    train = corpus.sentences("train")
-    if max_train_sentences:
-        train = train[:max_train_sentences]
+    train = corpus.sentences("train", max_train_sentences, subset)
     valid, test = corpus.sentences("valid"), corpus.sentences("test")
     with tempfile.TemporaryDirectory(prefix="peer-spacy-") as tmp:
         blank = spacy.blank("en")

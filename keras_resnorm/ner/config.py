@@ -35,7 +35,7 @@ from keras_resnorm._checks import (
 )
 from keras_resnorm.layers._norm_registry import NORMALIZATIONS
 from keras_resnorm.ner.context import MODES
-from keras_resnorm.ner.data import SCHEMES, check_encoding
+from keras_resnorm.ner.data import SCHEMES, SUBSETS, check_encoding
 from keras_resnorm.ner.distribute import PRECISIONS, STRATEGIES
 from keras_resnorm.ner.errors import ConfigError
 from keras_resnorm.ner.tags import SCHEMES as TAG_SCHEMES
@@ -259,9 +259,14 @@ class TrainConfig(_Schema):
            "epoch)", check=_check(check_int, minimum=0))
     max_minutes: float = setting(None, "wall-clock training budget",
                                  check=_check(check_positive, optional=True))
-    max_train_sentences: int = setting(None, "train on the first N "
-                                       "training sentences only",
+    max_train_sentences: int = setting(None, "train on N training "
+                                       "sentences only (which ones: "
+                                       "--train-subset)",
                                        check=OPTIONAL_POSITIVE_INT)
+    train_subset: str = setting(
+        "spread", "the sentences --max-train-sentences keeps: spread evenly "
+                  "over the training file (every part of a file sorted by "
+                  "source or topic), or the first N", choices=SUBSETS)
     seed: int = setting(0, "seed of the weights, the shuffle and dropout",
                         check=_check(check_int, minimum=0, below=2 ** 32))
     jit_compile: bool = setting(False, "train with jit_compile=True "

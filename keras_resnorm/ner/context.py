@@ -218,13 +218,14 @@ def with_contexts(documents, mode, max_tokens):
     return sentences, contexts
 
 
-def split_with_contexts(corpus, split, mode, max_tokens, limit=None):
+def split_with_contexts(corpus, split, mode, max_tokens, limit=None,
+                        subset="spread"):
     """A corpus split as `with_contexts` gives it. Without context the
-    sentences keep the corpus's order; with it, `limit` keeps the split's
-    first `limit` sentences (as `max_train_sentences` does) and their
-    documents are made of those only."""
-    sentences = corpus.sentences(split)
+    sentences keep the corpus's order; with `limit`, only the sentences
+    `Corpus.sentences(split, limit, subset)` keeps (as
+    `max_train_sentences` does), and their documents are made of those
+    only."""
     if mode == "none":
-        return (sentences[:limit] if limit else sentences), None
-    return with_contexts(corpus.documents(split, limit=limit), mode,
+        return corpus.sentences(split, limit, subset), None
+    return with_contexts(corpus.documents(split, limit, subset), mode,
                          max_tokens)

@@ -41,6 +41,7 @@ __all__ = [
     "SCHEMES",
     "SPLITS",
     "SPLIT_FILES",
+    "SUBSETS",
     "check_encoding",
     "check_tags",
     "default_cache",
@@ -51,6 +52,7 @@ __all__ = [
     "parse_conll",
     "parse_conll_documents",
     "split_path",
+    "subset_indices",
     "tag_set",
     "unseen_tags",
     "untrained_types",
@@ -60,6 +62,8 @@ __all__ = [
 SPLITS = ("train", "valid", "test")
 # Tag schemes a corpus may use; iob1 is converted to IOB2 on reading.
 SCHEMES = ("iob2", "iob1")
+# Which sentences a size-limited run trains on (`subset_indices`).
+SUBSETS = ("spread", "first")
 # File names tried for each split, in order.
 SPLIT_FILES = {
     "train": ("train.txt", "eng.train", "train.conll"),
@@ -82,24 +86,62 @@ class Corpus:
     source: str
     positions: dict = dataclasses.field(default_factory=dict)
 
-    def sentences(self, split):
-        return self.splits[split]
+    def sentences(self, split, limit=None, subset="spread"):
+        """The split's `(tokens, tags)` sentences (in the order TFDS stored
+        them); with `limit`, the `limit` sentences that `subset_indices`
+        picks in file order (the subset `max_train_sentences` trains on),
+        in file order."""
+        sentences = self.splits[split]
+        if not limit:
+            return sentences
+        return [sentences[i] for i in self.kept(split, limit, subset)]
 
-    def documents(self, split, limit=None):
+    def kept(self, split, limit, subset="spread"):
+        """Indices into `sentences(split)` of the sentences a run limited to
+        `limit` keeps, in file order: `subset_indices` applied to the
+        split's sentences sorted by their place in the files
+        (`positions`; TFDS stores them in an order of its own)."""
+        count = len(self.splits[split])
+        positions = self.positions.get(split)
+        order = (sorted(range(count), key=positions.__getitem__)
+                 if positions else range(count))
+        return [order[i] for i in subset_indices(count, limit, subset)]
+
+    def documents(self, split, limit=None, subset="spread"):
         """The split's sentences grouped by document, each document's in
         file order: a list of documents, each a list of `(tokens, tags)`.
-        With `limit`, only the first `limit` sentences of
-        `sentences(split)` (the subset `max_train_sentences` trains on)."""
+        With `limit`, only the sentences `sentences(split, limit, subset)`
+        keeps."""
         sentences = self.splits[split]
         positions = self.positions.get(split) or [
             (i, 0) for i in range(len(sentences))]
         if limit:
-            sentences, positions = sentences[:limit], positions[:limit]
+            keep = self.kept(split, limit, subset)
+            sentences = [sentences[i] for i in keep]
+            positions = [positions[i] for i in keep]
         documents = collections.defaultdict(list)
         for (document, position), sentence in sorted(
                 zip(positions, sentences), key=lambda pair: pair[0]):
             documents[document].append(sentence)
         return [documents[d] for d in sorted(documents)]
+
+
+def subset_indices(total, limit, subset="spread"):
+    """Which `limit` of `total` sentences in file order a size-limited run
+    trains on, ascending. `"spread"`: evenly spaced over the file (the
+    `i * total // limit`-th for each i), so the subset samples every part
+    of a file sorted by source, date or topic; `"first"`: the first
+    `limit`. The same for every seed, so seeds differ in training alone.
+
+    >>> subset_indices(10, 4), subset_indices(10, 4, "first")
+    ([0, 2, 5, 7], [0, 1, 2, 3])
+    """
+    check_choice("subset", subset, SUBSETS)
+    if not limit or limit >= total:
+        return list(range(total))
+    if subset == "first":
+        return list(range(limit))
+    return [i * total // limit for i in range(limit)]
 
 
 # ----------------------------------------------------------------- parsing

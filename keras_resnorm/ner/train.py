@@ -241,7 +241,8 @@ def _load_corpus(config, corpus, strategy):
                              encoding=config.encoding)
     check_tags(corpus)
     train_sentences, train_contexts = _split(
-        config, corpus, "train", limit=config.max_train_sentences)
+        config, corpus, "train", limit=config.max_train_sentences,
+        subset=config.train_subset)
     # The tags the model learns (IOB2, or IOBES: tags.py).
     train_sentences = tags_lib.model_sentences(train_sentences,
                                            config.model.model_tags)
@@ -254,12 +255,12 @@ def _load_corpus(config, corpus, strategy):
     return corpus, train_sentences, train_contexts
 
 
-def _split(config, corpus, split, limit=None):
+def _split(config, corpus, split, limit=None, subset="spread"):
     """`(sentences, contexts)` of a split as the configured tagger reads it
     (`context.split_with_contexts`; contexts None without context)."""
     return context.split_with_contexts(
         corpus, split, config.model.document_context,
-        config.model.context_tokens, limit=limit)
+        config.model.context_tokens, limit=limit, subset=subset)
 
 
 def _vocabulary(config, train_sentences, corpus_tags, resumed, write_dir):

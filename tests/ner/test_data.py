@@ -278,3 +278,26 @@ def test_mention_replacement_keeps_tags_and_lengths_and_is_seeded():
     assert epoch(0, 1) == epoch(0, 1)
     assert len({tuple(epoch(0, e)) for e in range(1, 6)}) > 1
     assert epoch(0, 1, rate=0.0) == sorted(tuple(t) for t, _ in sentences)
+
+
+def test_a_limited_run_keeps_sentences_spread_over_the_file_in_file_order(
+        conll_dir, tmp_path):
+    assert data.subset_indices(10, 4) == [0, 2, 5, 7]
+    assert data.subset_indices(10, 4, "first") == [0, 1, 2, 3]
+    assert data.subset_indices(3, 5) == [0, 1, 2]
+    with pytest.raises(ValueError, match="subset must be one of .*"
+                                         "Received: subset='random'"):
+        data.subset_indices(10, 4, "random")
+    # Ten one-token sentences s0..s9 with no -DOCSTART-: TFDS stores them
+    # in an order of its own, the subset follows the file's.
+    lines = "".join(f"s{i} {'B-PER' if i % 3 == 0 else 'O'}\n\n"
+                    for i in range(10))
+    corpus = data.load_conll_dir(conll_dir(three(train=lines)),
+                                 cache_dir=str(tmp_path / "tfds"))
+    assert [t[0] for t, _ in corpus.sentences("train", 4)] == [
+        "s0", "s2", "s5", "s7"]
+    assert [t[0] for t, _ in corpus.sentences("train", 3, "first")] == [
+        "s0", "s1", "s2"]
+    assert [[t[0] for t, _ in d] for d in corpus.documents("train", 4)] == [
+        ["s0"], ["s2"], ["s5"], ["s7"]]
+    assert len(corpus.sentences("train")) == 10
