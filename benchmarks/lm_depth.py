@@ -105,12 +105,18 @@ def parse_args(argv=None):
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="start no new run after this")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--speed", action="store_true",
+                        help="no study: ours against keras-hub's decoder "
+                             "stack in training steps per second at each "
+                             "of --depths, interleaved in one process "
+                             "(results/<name>-speed.{json,md})")
+    parser.add_argument("--speed-rounds", type=int, default=7)
     parser.add_argument("--others", default="nothing else ran",
                         help="what else ran on the machine meanwhile")
     args = parser.parse_args(argv)
     for name in ("steps", "batch_size", "context", "d_model", "heads",
                  "expansion_ff", "streams", "eval_bytes", "eval_batch",
-                 "diagnostic_batch"):
+                 "diagnostic_batch", "speed_rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive. "
                          f"Received: {getattr(args, name)}")
@@ -227,6 +233,55 @@ def publish(payload, name, plots):
     return payload
 
 
+SPEED_PAIRS = (("pre", "hub-pre"), ("post", "hub-post"))
+
+
+def speed(args, argv):
+    """Ours against keras-hub's at each depth, interleaved (see --speed)."""
+    from benchmarks import common
+    from benchmarks.depth import lm
+
+    corpus = lm.load(args)
+    configs = [c for pair in SPEED_PAIRS for c in pair]
+    rows, raw = [], {}
+    for depth in args.depths:
+        timed = lm.interleaved_speed(args, corpus, depth, configs,
+                                     rounds=args.speed_rounds)
+        raw[str(depth)] = timed
+        for ours, hub in SPEED_PAIRS:
+            rows.append({
+                "depth": depth, "ours": ours + (" (scanned)" if timed[ours][
+                    "scan"] else ""), "keras-hub": hub,
+                "ours ms/step": timed[ours]["step_ms"],
+                "keras-hub ms/step": timed[hub]["step_ms"],
+                "ours tokens/s": timed[ours]["tokens_per_s"],
+                "keras-hub tokens/s": timed[hub]["tokens_per_s"],
+                "ours / keras-hub tokens/s": timed[ours]["tokens_per_s"]
+                / timed[hub]["tokens_per_s"]})
+        print(common.markdown_table(rows[-2:], list(rows[0])), flush=True)
+    machine = common.machine()
+    markdown = (
+        common.header("Causal LM training speed: ours against keras-hub",
+                      "benchmarks.lm_depth", argv, machine)
+        + f"Plain Adam training steps (no diagnostics) of the study's "
+        f"models (d={args.d_model}, {args.heads} heads, feed-forward "
+        f"{args.expansion_ff * args.d_model}, batch {args.batch_size} x "
+        f"{args.context} bytes, XLA {'on' if args.xla else 'off'}): "
+        f"{args.speed_rounds} rounds of 20 steps, the four models in turn "
+        "in each round on the same batches, after a step that traces each; "
+        "medians over rounds. Ours is scanned from depth "
+        f"{args.scan_from}; keras-hub's stack is unrolled. Also running: "
+        f"{args.others}.\n\n"
+        + common.markdown_table(rows, list(rows[0])) + "\n")
+    payload = {"machine": machine, "argv": list(argv),
+               "settings": {k: v for k, v in vars(args).items()},
+               "others": args.others, "rows": rows,
+               "rounds_ms": {d: {c: t["rounds"] for c, t in v.items()}
+                             for d, v in raw.items()}}
+    common.write(args.name + "-speed", payload, markdown, echo=False)
+    return payload
+
+
 def main(argv=None):
     import json
 
@@ -240,6 +295,8 @@ def main(argv=None):
     if args.from_json:
         with open(args.from_json) as f:
             return publish(json.load(f), args.name, plots=True)
+    if args.speed:
+        return speed(args, argv)
     previous = load_previous(args, SETTINGS) if args.resume else None
     corpus = lm.load(args)
     machine = common.machine()

@@ -197,3 +197,20 @@ def test_last_tenth_gain_compares_the_means_of_the_last_two_tenths():
     assert lm_report.last_tenth_gain(flat) == pytest.approx(0.0)
     assert lm_report.last_tenth_gain(_run("pre", 6, 3.0, end="diverged")) \
         is None
+
+
+def test_speed_mode_times_ours_and_keras_hub_in_turn(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", str(tmp_path / "results"))
+    payload = lm_depth.main(["--speed", "--corpus-dir", _corpus(tmp_path),
+                             "--depths", "1", "2", "--scan-from", "2",
+                             "--speed-rounds", "2", "--name", "tiny", *TINY])
+    rows = payload["rows"]
+    assert [(r["depth"], r["ours"], r["keras-hub"]) for r in rows] == [
+        (1, "pre", "hub-pre"), (1, "post", "hub-post"),
+        (2, "pre (scanned)", "hub-pre"), (2, "post (scanned)", "hub-post")]
+    for r in rows:
+        assert r["ours ms/step"] > 0 and r["keras-hub ms/step"] > 0
+        assert r["ours / keras-hub tokens/s"] == pytest.approx(
+            r["keras-hub ms/step"] / r["ours ms/step"])
+    assert len(payload["rounds_ms"]["2"]["hub-pre"]) == 2
+    assert (tmp_path / "results" / "tiny-speed.md").exists()

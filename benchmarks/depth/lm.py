@@ -455,3 +455,61 @@ def run(cell, lr, warmup, seed, writer_dir=None):
         "train_s": train_s, "parameters": cell.parameters,
         "scan": cell.scan,
     }
+
+
+def interleaved_speed(args, corpus, depth, configs, rounds=7, steps=20):
+    """Training steps per second of `configs` at `depth`, interleaved: each
+    round times `steps` plain Adam steps (no diagnostics) of each config in
+    turn on the same batches, after one untimed step that traces it.
+    Returns `{config: {"step_ms": median over rounds, "rounds": [...],
+    "tokens_per_s": ..., "scan": ...}}`."""
+    import keras
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    stream = corpus["stream"]
+    starts = rng.integers(0, len(stream) - args.context - 1,
+                          (steps, args.batch_size))
+    batches = [np.stack([stream[i:i + args.context + 1] for i in row])
+               .astype("int32") for row in starts]
+    batches = [(tf.constant(b[:, :-1]), tf.constant(b[:, 1:]))
+               for b in batches]
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    timed = {}
+    for config in configs:
+        keras.utils.set_random_seed(0)
+        scan = CONFIGS[config][0] == "ours" and depth >= args.scan_from
+        model = build(args, config, depth, scan)
+        optimizer = keras.optimizers.Adam(1e-3)
+        variables = model.trainable_variables
+        optimizer.build(variables)
+
+        def make(model, optimizer, variables):
+            def step(x, y):
+                with tf.GradientTape() as tape:
+                    loss = loss_fn(y, model(x, training=True))
+                optimizer.apply(tape.gradient(loss, variables), variables)
+                return loss
+            return step
+
+        fn = tf.function(make(model, optimizer, variables),
+                         jit_compile=args.xla, autograph=False)
+        float(fn(*batches[0]))
+        timed[config] = {"fn": fn, "rounds": [], "scan": scan}
+    for _ in range(rounds):
+        for config in configs:
+            fn = timed[config]["fn"]
+            began = time.perf_counter()
+            for x, y in batches:
+                loss = fn(x, y)
+            float(loss)
+            timed[config]["rounds"].append(
+                1000 * (time.perf_counter() - began) / steps)
+    out = {}
+    for config, t in timed.items():
+        ms = float(np.median(t["rounds"]))
+        out[config] = {"step_ms": ms, "rounds": t["rounds"],
+                       "scan": t["scan"],
+                       "tokens_per_s": args.batch_size * args.context
+                       / (ms / 1000)}
+    return out
