@@ -103,15 +103,20 @@ def test_rows_carry_context_tokens_but_never_their_tags():
     assert pipeline.num_batches(sentences, 1, 128, contexts) == 3
 
 
-def test_split_with_contexts_keeps_the_plain_order_without_context(
-        builtin_corpus):
+@pytest.mark.parametrize("subset", ["spread", "first"])
+def test_split_with_contexts_keeps_the_same_sentences_with_or_without_context(
+        builtin_corpus, subset):
     plain, none = context.split_with_contexts(builtin_corpus, "train",
-                                              "none", 64, limit=50)
-    assert none is None and plain == builtin_corpus.sentences("train")[:50]
+                                              "none", 64, 50, subset)
+    assert none is None
+    assert plain == builtin_corpus.sentences("train", 50, subset)
     ordered, contexts = context.split_with_contexts(
-        builtin_corpus, "train", "neighbours", 64, limit=50)
+        builtin_corpus, "train", "neighbours", 64, 50, subset)
     assert sorted(map(str, ordered)) == sorted(map(str, plain))
     assert len(contexts) == 50 and all(c[0] == SEP for c in contexts)
+    everything, _ = context.split_with_contexts(builtin_corpus, "train",
+                                                "none", 64)
+    assert everything == builtin_corpus.sentences("train")
 
 
 def test_a_context_tagger_trains_evaluates_and_tags_documents(
