@@ -207,10 +207,14 @@ def test_speed_mode_times_ours_and_keras_hub_in_turn(tmp_path, monkeypatch):
     rows = payload["rows"]
     assert [(r["depth"], r["ours"], r["keras-hub"]) for r in rows] == [
         (1, "pre", "hub-pre"), (1, "post", "hub-post"),
-        (2, "pre (scanned)", "hub-pre"), (2, "post (scanned)", "hub-post")]
+        (2, "pre (scanned)", "hub-pre"), (2, "pre unrolled", "hub-pre"),
+        (2, "post (scanned)", "hub-post"), (2, "post unrolled", "hub-post")]
     for r in rows:
         assert r["ours ms/step"] > 0 and r["keras-hub ms/step"] > 0
         assert r["ours / keras-hub tokens/s"] == pytest.approx(
             r["keras-hub ms/step"] / r["ours ms/step"])
     assert len(payload["rounds_ms"]["2"]["hub-pre"]) == 2
+    assert payload["rounds_ms"]["2"].keys() == {
+        "pre", "pre unrolled", "hub-pre", "post", "post unrolled",
+        "hub-post"}
     assert (tmp_path / "results" / "tiny-speed.md").exists()

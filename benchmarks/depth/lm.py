@@ -461,6 +461,7 @@ def interleaved_speed(args, corpus, depth, configs, rounds=7, steps=20):
     """Training steps per second of `configs` at `depth`, interleaved: each
     round times `steps` plain Adam steps (no diagnostics) of each config in
     turn on the same batches, after one untimed step that traces it.
+    A config named `"<ours> unrolled"` is ours without `scan` at any depth.
     Returns `{config: {"step_ms": median over rounds, "rounds": [...],
     "tokens_per_s": ..., "scan": ...}}`."""
     import keras
@@ -476,9 +477,11 @@ def interleaved_speed(args, corpus, depth, configs, rounds=7, steps=20):
                for b in batches]
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     timed = {}
-    for config in configs:
+    for label in configs:
+        config = label.removesuffix(" unrolled")
         keras.utils.set_random_seed(0)
-        scan = CONFIGS[config][0] == "ours" and depth >= args.scan_from
+        scan = (CONFIGS[config][0] == "ours" and depth >= args.scan_from
+                and label == config)
         model = build(args, config, depth, scan)
         optimizer = keras.optimizers.Adam(1e-3)
         variables = model.trainable_variables
@@ -495,7 +498,7 @@ def interleaved_speed(args, corpus, depth, configs, rounds=7, steps=20):
         fn = tf.function(make(model, optimizer, variables),
                          jit_compile=args.xla, autograph=False)
         float(fn(*batches[0]))
-        timed[config] = {"fn": fn, "rounds": [], "scan": scan}
+        timed[label] = {"fn": fn, "rounds": [], "scan": scan}
     for _ in range(rounds):
         for config in configs:
             fn = timed[config]["fn"]
