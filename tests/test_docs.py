@@ -58,3 +58,20 @@ def test_python_blocks_run(page, tmp_path, monkeypatch, trained_run):
                          ids=lambda p: p.name)
 def test_large_python_blocks_run(page, tmp_path, monkeypatch, trained_run):
     assert _run(page, {"large"}, tmp_path, monkeypatch, trained_run) > 0
+
+
+def test_the_readme_claims_table_is_the_language_model_studys():
+    """README's "Which placement?" claims table gives each claim of
+    benchmarks/results/lm-depth.json with that file's verdict, in its
+    order, so the advice cannot drift from the committed study."""
+    import json
+
+    study = json.loads((ROOT / "benchmarks" / "results" / "lm-depth.json")
+                       .read_text())
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Which placement?", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in section.splitlines()
+            if line.startswith("|") and not line.startswith("| ---")][1:]
+    assert [(r[0], r[1], r[-1]) for r in rows] == [
+        (c["source"], c["claim"], c["verdict"]) for c in study["claims"]]
