@@ -18,6 +18,14 @@ minutes), interleaved, so a slow stretch of the machine falls on both.
 Each run's model is chosen on the corpus's dev file and scored once on its
 test file (entity-level micro F1, seqeval's definition).
 
+`--variant NAME=FLAGS` (repeatable) adds our tagger with `FLAGS` on top
+of the defaults as one more system, `ours-NAME`, trained right after
+`ours` with the same seed and sentences, so a candidate default is
+compared in the same invocation, interleaved:
+
+    python -m benchmarks.ner_corpora --name ner-corpora-ema --sizes 1000 \
+        --systems ours --variant ema="--ema-momentum 0.99"
+
 Results are rewritten after every run (`results/<name>.{json,md}`) and
 `--resume` runs only what is missing, with the same settings. The markdown
 gives, per corpus and size, each system's mean and range of test F1 over
@@ -41,7 +49,7 @@ DEFAULT_CORPORA = (("conll2003", "conll2003"), ("btc", "btc"))
 SYSTEMS = ("ours", "spacy")
 # Flags that change what a run measures: a resumed study must share them.
 SETTINGS = ("corpora", "sizes", "seeds", "minutes", "epochs", "scheme",
-            "encoding", "train_subset")
+            "encoding", "train_subset", "variants")
 
 
 def budget_minutes(sentences):
@@ -61,6 +69,27 @@ def parse_corpus(text):
         raise argparse.ArgumentTypeError(
             f"--corpus {name}: no directory at {directory!r}")
     return name, os.path.abspath(directory)
+
+
+def parse_variant(text):
+    """`NAME=FLAGS` as `(name, flags)`: the system `ours-NAME`."""
+    name, sep, flags = text.partition("=")
+    if not sep or not name or not flags.strip():
+        raise argparse.ArgumentTypeError(
+            f"--variant must be NAME=FLAGS. Received: {text!r}")
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise argparse.ArgumentTypeError(
+            "--variant NAME must be letters, digits, '-' or '_'. "
+            f"Received: {name!r}")
+    return name, flags.strip()
+
+
+def systems(args):
+    """The systems each seed trains, in order: ours, its variants, spaCy
+    (as `--systems` keeps them)."""
+    variants = [f"ours-{name}" for name, _ in args.variants]
+    return ([s for s in ("ours",) if s in args.systems] + variants
+            + [s for s in ("spacy",) if s in args.systems])
 
 
 def parse_args(argv=None):
@@ -89,8 +118,13 @@ def parse_args(argv=None):
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS,
                         default=list(SYSTEMS))
     parser.add_argument("--flags", default="",
-                        help="extra `ner train` flags for ours (a variant "
-                             "to compare: give it its own --name)")
+                        help="extra `ner train` flags for ours and its "
+                             "variants")
+    parser.add_argument("--variant", type=parse_variant, action="append",
+                        dest="variants", default=[], metavar="NAME=FLAGS",
+                        help="also train ours with FLAGS as system "
+                             "ours-NAME, after ours with the same seed "
+                             "(repeat for more)")
     parser.add_argument("--name", default="ner-corpora")
     parser.add_argument("--run-root", default=os.path.join("runs",
                                                            "ner-corpora"))
@@ -109,6 +143,10 @@ def parse_args(argv=None):
         if not args.corpora:
             parser.error("no corpus given and none under ../shared/data: "
                          "give --corpus NAME=DIR")
+    variant_names = [n for n, _ in args.variants]
+    if len(set(variant_names)) != len(variant_names):
+        parser.error(f"--variant names must differ. Received: "
+                     f"{variant_names}")
     names = [n for n, _ in args.corpora]
     if len(set(names)) != len(names):
         parser.error(f"--corpus names must differ. Received: {names}")
@@ -122,7 +160,7 @@ def plan(args):
     seed's ours then spaCy."""
     return [(name, size, seed, system) for name, _ in args.corpora
             for size in args.sizes for seed in args.seeds
-            for system in args.systems]
+            for system in systems(args)]
 
 
 def key(row):
@@ -136,11 +174,12 @@ def subset_identity(corpus, limit, subset):
     return len(sentences), digest
 
 
-def run_ours(args, directory, limit, minutes, seed, run_dir):
+def run_ours(args, directory, limit, minutes, seed, run_dir, extra=""):
     from benchmarks import ner_conll2003
 
     flags = ["--scheme", args.scheme, "--encoding", args.encoding,
-             "--train-subset", args.train_subset] + args.flags.split()
+             "--train-subset", args.train_subset] + args.flags.split() \
+        + extra.split()
     point = argparse.Namespace(data_dir=directory, epochs=args.epochs,
                                max_train_sentences=limit)
     row = ner_conll2003.run(point, flags, minutes, seed, run_dir)
@@ -170,9 +209,9 @@ def _spread(s):
             f"{s['mean']:.2f} ({s['min']:.2f}-{s['max']:.2f})")
 
 
-def summarize(rows):
-    """One row per (corpus, size): each system's test F1 mean and range,
-    dev F1, tokens/s, and ours minus spaCy."""
+def summarize(rows, names=SYSTEMS):
+    """One row per (corpus, size): each system's test F1 mean and range
+    and its spread (max - min), dev F1, tokens/s, and ours minus spaCy."""
     points = {}
     for r in rows:
         points.setdefault((r["corpus_name"], r["size"]), []).append(r)
@@ -182,18 +221,22 @@ def summarize(rows):
                 "training sentences": items[0]["train_sentences_used"],
                 "budget min": items[0]["budget_minutes"]}
         means = {}
-        for system in SYSTEMS:
+        for system in names:
             mine = [r for r in items if r["system"] == system]
             test = _stats([r["test_entity_f1"] for r in mine])
             means[system] = test
             line[f"{system} test F1"] = _spread(test)
+            line[f"{system} spread"] = (
+                f"{test['max'] - test['min']:.2f}" if test else "-")
             line[f"{system} dev F1"] = _spread(
                 _stats([r["dev_entity_f1"] for r in mine]))
             line[f"{system} tokens/s"] = (statistics.fmean(
                 r["train_tokens_per_second"] for r in mine) if mine else "-")
-        line["ours - spaCy"] = (
-            f"{means['ours']['mean'] - means['spacy']['mean']:+.2f}"
-            if means["ours"] and means["spacy"] else "-")
+        for system in names:
+            if system != "spacy":
+                line[f"{system} - spaCy"] = (
+                    f"{means[system]['mean'] - means['spacy']['mean']:+.2f}"
+                    if means[system] and means.get("spacy") else "-")
         out.append(line)
     return out
 
@@ -215,7 +258,7 @@ def per_type(rows):
 
 def publish(payload, name):
     rows = payload["runs"]
-    table = summarize(rows)
+    table = summarize(rows, payload.get("systems", SYSTEMS))
     types = per_type(rows)
     payload["summary"] = table
     done, planned = len(rows), payload["planned_runs"]
@@ -229,7 +272,10 @@ def publish(payload, name):
         "pretrained vectors), on the same training sentences (spread over "
         "the training file: `--train-subset "
         f"{payload['settings']['train_subset']}`) with the same wall-clock "
-        "budget, seed by seed, ours then spaCy.\n\n"
+        "budget, seed by seed, ours then spaCy."
+        + "".join(f" `ours-{n}`: ours with `{f}`, trained after ours."
+                  for n, f in payload["settings"].get("variants", []))
+        + "\n\n"
         f"{done} of {planned} planned runs"
         + ("" if payload["finished"] else
            " (not finished: resume with --resume)") + ".\n\n"
@@ -267,14 +313,16 @@ def main(argv=None):
     settings = {k: getattr(args, k) for k in SETTINGS}
     settings["corpora"] = [list(c) for c in args.corpora]
     settings["flags"] = args.flags
+    settings["variants"] = [list(v) for v in args.variants]
     previous = None
     path = os.path.join(common.RESULTS, args.name + ".json")
     if args.resume and os.path.exists(path):
         with open(path) as f:
             previous = json.load(f)
-        changed = [f"{k}: {previous['settings'].get(k)!r} -> {v!r}"
-                   for k, v in settings.items()
-                   if previous["settings"].get(k) != v]
+        # A study from before --variant had none.
+        before = dict({"variants": []}, **previous["settings"])
+        changed = [f"{k}: {before.get(k)!r} -> {v!r}"
+                   for k, v in settings.items() if before.get(k) != v]
         if changed:
             raise SystemExit(f"--resume: {path} was made with other "
                              "settings (" + "; ".join(changed)
@@ -301,11 +349,13 @@ def main(argv=None):
                 "runs": len(rows) - sum(i["runs"] for i in earlier)}
         return publish({
             "machine": machine, "argv": list(argv), "settings": settings,
+            "systems": systems(args),
             "corpora": described, "planned_runs": len(planned),
             "invocations": earlier + [this], "finished": finished,
             "runs": rows}, args.name)
 
     directories = dict(args.corpora)
+    extra = {f"ours-{n}": f for n, f in args.variants}
     for index, item in enumerate(planned):
         if item in done:
             continue
@@ -315,10 +365,11 @@ def main(argv=None):
         minutes = args.minutes or budget_minutes(count)
         print(f"[{index + 1}/{len(planned)}] {name} {size} seed {seed} "
               f"{system}: {count} sentences, {minutes:g} min", flush=True)
-        if system == "ours":
+        if system == "ours" or system in extra:
             row = run_ours(args, directories[name], limit, minutes, seed,
-                           os.path.join(args.run_root,
-                                        f"{name}-{size}-seed{seed}"))
+                           os.path.join(args.run_root, f"{name}-{size}-seed"
+                                        f"{seed}" + system[len("ours"):]),
+                           extra.get(system, ""))
         else:
             row = run_spacy(args, corpus, limit, minutes, seed)
         row.update(corpus_name=name, size=size, seed=seed, system=system,

@@ -22,6 +22,20 @@ def test_arguments_budgets_and_plan(tmp_path):
     assert ner_corpora.plan(args) == [
         ("mine", "1000", 0, "ours"), ("mine", "1000", 0, "spacy"),
         ("mine", "1000", 1, "ours"), ("mine", "1000", 1, "spacy")]
+    # A variant trains after ours with the same seed, before spaCy.
+    args = ner_corpora.parse_args([
+        "--corpus", f"mine={tmp_path}", "--sizes", "all", "--seeds", "3",
+        "--variant", "ema=--ema-momentum 0.99", "--variant", "b=--x 1"])
+    assert ner_corpora.plan(args) == [
+        ("mine", "all", 3, s) for s in ("ours", "ours-ema", "ours-b",
+                                        "spacy")]
+    for bad in ("ema", "=--x", "ema=", "a b=--x"):
+        with pytest.raises(SystemExit):
+            ner_corpora.parse_args(["--corpus", f"mine={tmp_path}",
+                                    "--variant", bad])
+    with pytest.raises(SystemExit):
+        ner_corpora.parse_args(["--corpus", f"mine={tmp_path}", "--variant",
+                                "a=--x", "--variant", "a=--y"])
     assert [ner_corpora.budget_minutes(n) for n in
             (1000, 3000, 5199, 14041, 50000)] == [2.0, 2.0, 3.5, 10.0, 10.0]
 
@@ -34,20 +48,31 @@ def test_runs_resumes_and_tabulates_on_a_small_corpus(
             "--epochs", "1", "--run-root", str(tmp_path / "runs"),
             "--flags", "--conv-layers 1 --d-model 32 --word-dim 16 "
             "--char-dim 8 --char-filters 16 --hash-buckets 200 --hash-dim 8",
-            "--others", "the test suite"]
+            "--others", "the test suite",
+            "--variant", "nocrf=--no-crf"]
     payload = ner_corpora.main(argv)
     assert payload["finished"]
-    [row] = payload["runs"]
+    row, variant = payload["runs"]
     assert row["system"] == "ours" and row["corpus_name"] == "tiny"
     assert 0 <= row["test_entity_f1"] <= 100
     assert len(row["train_subset_sha256"]) == 64
+    # The variant trained on the same sentences with its flag on top.
+    assert variant["system"] == "ours-nocrf"
+    assert variant["flags"][-1] == "--no-crf" and "--no-crf" not in row[
+        "flags"]
+    assert variant["train_subset_sha256"] == row["train_subset_sha256"]
     [line] = payload["summary"]
-    assert line["spacy test F1"] == "-"
+    # Only the systems that ran get columns; nothing to compare against.
+    assert "spacy test F1" not in line and line["ours spread"] == "0.00"
+    assert line["ours - spaCy"] == line["ours-nocrf - spaCy"] == "-"
+    assert line["ours-nocrf test F1"] == (
+        f"{variant['test_entity_f1']:.2f}")
     md = (tmp_path / "results" / "ner-corpora.md").read_text()
-    assert "1 of 1 planned runs" in md and "| tiny | all |" in md
+    assert "2 of 2 planned runs" in md and "| tiny | all |" in md
+    assert "`ours-nocrf`: ours with `--no-crf`" in md
     # Resuming a finished study trains nothing; other settings refuse.
     again = ner_corpora.main(argv + ["--resume"])
-    assert len(again["runs"]) == 1 and len(again["invocations"]) == 2
+    assert len(again["runs"]) == 2 and len(again["invocations"]) == 2
     with pytest.raises(SystemExit, match="other settings"):
         ner_corpora.main(argv[:-2] + ["--others", "x", "--resume",
                                       "--seeds", "1"])
