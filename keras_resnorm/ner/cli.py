@@ -44,6 +44,8 @@ def cmd_train(args, demo=False):
     from keras_resnorm.ner.train import train
 
     config = TrainConfig.from_flags(args, args.defaults)
+    if getattr(args, "seeds", 1) > 1:
+        return _train_seeds(config, args.seeds)
     model, metrics = train(config)
     if metrics is None:
         print(f"worker done; the chief writes and scores the run in "
@@ -77,6 +79,31 @@ def cmd_train(args, demo=False):
         print(f"TF Serving export: {path} (serve it: docker run -p 8501:8501 "
               f"-v {base}:/models/ner -e MODEL_NAME=ner tensorflow/serving)")
     return metrics
+
+
+def _train_seeds(config, count):
+    from keras_resnorm.ner.seeds import train_seeds
+
+    model, summary = train_seeds(config, count)
+    if summary is None:
+        print(f"worker done; the chief writes and scores the runs in "
+              f"{config.run_dir}")
+        return None
+    print()
+    for name, key in (("test", "test_entity_f1"), ("dev", "dev_entity_f1")):
+        s = summary[key]
+        print(f"{name} entity-level micro F1 over seeds "
+              f"{', '.join(map(str, summary['seeds']))}: mean "
+              f"{s['mean']:.2f} (range {s['min']:.2f}-{s['max']:.2f}, "
+              f"spread {s['spread']:.2f}); each: "
+              + ", ".join(f"{v:.2f}" for v in s["values"]))
+    best = summary["best_on_dev"]
+    print(f"best on dev: seed {best}, copied to "
+          f"{os.path.join(config.run_dir, 'best.keras')}")
+    print(f"each run: {os.path.join(config.run_dir, 'seed-<seed>')} "
+          f"(TensorBoard: tensorboard --logdir {config.run_dir}); "
+          f"scores: {os.path.join(config.run_dir, 'seeds.json')}")
+    return summary
 
 
 def cmd_evaluate(args):
@@ -132,6 +159,17 @@ def cmd_export(args):
     print(f"exported {path} ({export.export_size(path) / 1e6:.1f} MB)")
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be an int >= 1. Received: {text!r}")
+    return value
+
+
 def build_parser():
     from keras_resnorm.ner.config import TrainConfig, add_flags
 
@@ -166,6 +204,12 @@ def build_parser():
     demo.set_defaults(defaults=demo_defaults)
     train = add("train", help="train a tagger")
     add_flags(train)
+    train.add_argument(
+        "--seeds", type=_positive_int, default=1, metavar="N",
+        help="train N runs with seeds --seed to --seed + N - 1, each in "
+             "RUN_DIR/seed-<seed> with 1/N of --max-minutes, and report "
+             "the mean and range of their scores; RUN_DIR/best.keras is "
+             "the run best on dev (default: 1, one run in RUN_DIR)")
     train.set_defaults(defaults=TrainConfig())
 
     evaluate = add("evaluate", help="score a saved tagger")
