@@ -75,3 +75,25 @@ def test_the_readme_claims_table_is_the_language_model_studys():
             if line.startswith("|") and not line.startswith("| ---")][1:]
     assert [(r[0], r[1], r[-1]) for r in rows] == [
         (c["source"], c["claim"], c["verdict"]) for c in study["claims"]]
+
+
+def test_the_readme_ner_table_is_the_corpora_benchmarks():
+    """README's NER table gives, per corpus and size, the test F1 cells of
+    benchmarks/results/ner-corpora-ema.json's summary, in its order, so the
+    comparison with spaCy cannot drift from the committed runs."""
+    import json
+
+    study = json.loads((ROOT / "benchmarks" / "results" /
+                        "ner-corpora-ema.json").read_text())
+    assert study["finished"]
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## NER against spaCy", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in section.splitlines()
+            if line.startswith("|") and not line.startswith("| ---")][1:]
+    columns = ("ours test F1", "ours spread", "ours-ema test F1",
+               "ours-ema spread", "spacy test F1", "spacy spread",
+               "ours - spaCy", "ours-ema - spaCy")
+    assert rows == [[line["corpus"], f"{line['training sentences']:,}"]
+                    + [line[c] for c in columns]
+                    for line in study["summary"]]
