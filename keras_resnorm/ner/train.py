@@ -63,6 +63,7 @@ from keras_resnorm.ner.training_callbacks import (
     ModelCheckpoints,
     SwapAveragedWeights,
     TimeBudget,
+    correct_average_bias,
     keep_training_weights_after_fit,
 )
 
@@ -113,9 +114,10 @@ def build_tagger(config, vocab, strategy=None):
 
 def compile_for_training(model, config, strategy=None):
     """Compile `model` as the trainer does: AdamW with decoupled weight
-    decay and gradient clipping (keeping a moving average of the weights
-    when `ema_momentum` > 0), the tag loss. The learning rate starts at
-    the peak; `schedule` sets it before every batch."""
+    decay and gradient clipping (keeping a bias-corrected moving average of
+    the weights, `correct_average_bias`, when `ema_momentum` > 0), the tag
+    loss. The learning rate starts at the peak; `schedule` sets it before
+    every batch."""
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         # Under mixed_float16 Keras wraps the optimizer in a
@@ -129,6 +131,7 @@ def compile_for_training(model, config, strategy=None):
             weighted_metrics=["accuracy"],
             jit_compile=config.jit_compile,
         )
+    correct_average_bias(model)
     keep_training_weights_after_fit(model)
     if distribute.is_multi_worker(strategy):
         _keras_workarounds.vector_logs_train_step(model)

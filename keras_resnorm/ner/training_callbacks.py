@@ -25,6 +25,7 @@ __all__ = [
     "SwapAveragedWeights",
     "TimeBudget",
     "averaging_optimizer",
+    "correct_average_bias",
     "json_copy",
     "keep_training_weights_after_fit",
     "learning_rate",
@@ -232,6 +233,42 @@ class SwapAveragedWeights(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if averaging_optimizer(self.model) is not None:
             swap_averaged_weights(self.model)
+
+
+def correct_average_bias(model):
+    """Make the optimizer's moving average of `model`'s weights an average
+    of the weights training has visited, with no pull towards the first.
+
+    Keras's `use_ema` starts the average at the first step's weights and
+    then keeps `m * average + (1 - m) * weights`: after `t` steps the first
+    step's weights still hold `m ** (t - 1)` of it (0.82 after 20 steps at
+    `m` = 0.99), so a short run evaluates and exports weights close to where
+    it started. This sets the momentum of step `t` to
+    `m * (1 - m ** (t - 1)) / (1 - m ** t)`, which is the average started
+    at zero and divided by `1 - m ** t` (the bias correction of Adam,
+    Kingma & Ba 2015, section 3): the mean of the weights so far while
+    `t` is small against `1 / (1 - m)`, Keras's average (to float32
+    precision) once `m ** t` is negligible. The momentum depends on the
+    optimizer's step counter only, so a resumed run averages exactly as an
+    uninterrupted one. Does nothing when the optimizer keeps no average.
+    """
+    optimizer = averaging_optimizer(model)
+    if optimizer is None:
+        return
+    momentum = float(optimizer.ema_momentum)
+
+    def update(trainable_variables):
+        m = keras.ops.convert_to_tensor(momentum, "float32")
+        step = keras.ops.cast(optimizer.iterations + 1, "float32")
+        # Step 1 copies the weights (rate exactly 1), as Keras does.
+        rate = keras.ops.divide(1.0 - m, 1.0 - keras.ops.power(m, step))
+        for variable, average in zip(
+                trainable_variables, optimizer._model_variables_moving_average):
+            if average is not None:
+                r = keras.ops.cast(rate, variable.dtype)
+                average.assign(average + r * (variable - average))
+
+    optimizer._update_model_variables_moving_average = update
 
 
 def keep_training_weights_after_fit(model):

@@ -13,6 +13,7 @@ from keras_resnorm.ner.backup import TrainingBackup
 from keras_resnorm.ner.training_callbacks import (
     LearningRateSchedule,
     SwapAveragedWeights,
+    correct_average_bias,
     keep_training_weights_after_fit,
     learning_rate,
 )
@@ -25,6 +26,8 @@ def _model(seed=1, ema=True):
                               keras.layers.Dense(1)])
     model.compile(keras.optimizers.AdamW(1e-2, use_ema=ema,
                                          ema_momentum=0.8), "mse")
+    # As the trainer compiles (train.compile_for_training).
+    correct_average_bias(model)
     keep_training_weights_after_fit(model)
     return model
 
@@ -56,6 +59,47 @@ def _fit(model, callbacks, first, last):
 def _averages(model):
     return [a.numpy() for a in
             model.optimizer._model_variables_moving_average]
+
+
+class _Steps(keras.callbacks.Callback):
+    """The training weights after every step."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.weights.append([w.numpy() for w in self.model.trainable_weights])
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_the_average_is_the_bias_corrected_mean_of_the_steps(epochs):
+    """After t steps the average is sum_k (1-m) m^(t-k) w_k / (1 - m^t)
+    over the weights w_k after each step: no extra weight on the first
+    step's weights, which Keras's own average keeps (m^(t-1))."""
+    m, model, steps = 0.8, _model(), _Steps()
+    _fit(model, [steps], 0, epochs)
+    t = len(steps.weights)
+    assert t == 4 * epochs
+    shares = np.array([(1 - m) * m ** (t - k) for k in range(1, t + 1)])
+    shares /= 1 - m ** t
+    for i, average in enumerate(_averages(model)):
+        visited = np.stack([w[i] for w in steps.weights])
+        expected = np.tensordot(shares, visited, axes=1)
+        np.testing.assert_allclose(average, expected, rtol=1e-5, atol=1e-6)
+        keras_average = visited[0] * m ** (t - 1) + np.tensordot(
+            shares[1:] * (1 - m ** t), visited[1:], axes=1)
+        assert not np.allclose(average, keras_average, rtol=1e-5, atol=1e-6)
+
+
+def test_the_first_step_copies_the_weights():
+    model, steps = _model(), _Steps()
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((8, 4), dtype=np.float32),
+              rng.random((8, 1), dtype=np.float32), batch_size=8, epochs=1,
+              verbose=0, callbacks=[steps])
+    for average, weights in zip(_averages(model), steps.weights[0]):
+        np.testing.assert_array_equal(average, weights)
 
 
 def test_epoch_ends_see_the_average_and_training_resumes_exactly(tmp_path):
