@@ -23,8 +23,8 @@ of the defaults as one more system, `ours-NAME`, trained right after
 `ours` with the same seed and sentences, so a candidate default is
 compared in the same invocation, interleaved:
 
-    python -m benchmarks.ner_corpora --name ner-corpora-ema --sizes 1000 \
-        --systems ours --variant ema="--ema-momentum 0.99"
+    python -m benchmarks.ner_corpora --name ner-corpora-raw --sizes 1000 \
+        --systems ours --variant raw="--ema-momentum 0"
 
 Results are rewritten after every run (`results/<name>.{json,md}`) and
 `--resume` runs only what is missing, with the same settings. The markdown

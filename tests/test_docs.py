@@ -77,15 +77,25 @@ def test_the_readme_claims_table_is_the_language_model_studys():
         (c["source"], c["claim"], c["verdict"]) for c in study["claims"]]
 
 
+NER_CORPORA_RESULTS = ("ner-corpora-ema", "ner-corpora-ema-btc-all",
+                       "ner-corpora-ema-conll-all")
+
+
 def test_the_readme_ner_table_is_the_corpora_benchmarks():
-    """README's NER table gives, per corpus and size, the test F1 cells of
-    benchmarks/results/ner-corpora-ema.json's summary, in its order, so the
-    comparison with spaCy cannot drift from the committed runs."""
+    """README's NER table gives, per corpus and size, the budget and the
+    test F1 cells of the summaries of the benchmarks/results files in
+    `NER_CORPORA_RESULTS` (sorted by corpus, then size), so the comparison
+    with spaCy cannot drift from the committed runs."""
     import json
 
-    study = json.loads((ROOT / "benchmarks" / "results" /
-                        "ner-corpora-ema.json").read_text())
-    assert study["finished"]
+    lines = []
+    for name in NER_CORPORA_RESULTS:
+        study = json.loads((ROOT / "benchmarks" / "results" /
+                            f"{name}.json").read_text())
+        assert study["finished"], name
+        lines += study["summary"]
+    sizes = ["1000", "3000", "all"]
+    lines.sort(key=lambda line: (line["corpus"], sizes.index(line["size"])))
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## NER against spaCy", 1)[1].split("\n## ", 1)[0]
     rows = [[cell.strip() for cell in line.strip("|").split("|")]
@@ -94,6 +104,6 @@ def test_the_readme_ner_table_is_the_corpora_benchmarks():
     columns = ("ours test F1", "ours spread", "ours-ema test F1",
                "ours-ema spread", "spacy test F1", "spacy spread",
                "ours - spaCy", "ours-ema - spaCy")
-    assert rows == [[line["corpus"], f"{line['training sentences']:,}"]
-                    + [line[c] for c in columns]
-                    for line in study["summary"]]
+    assert rows == [[line["corpus"], f"{line['training sentences']:,}",
+                     f"{line['budget min']:g}"]
+                    + [line[c] for c in columns] for line in lines]

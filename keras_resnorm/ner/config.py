@@ -247,8 +247,9 @@ class TrainConfig(_Schema):
              "of the same type and length (a new one every epoch)",
         check=RATE)
     ema_momentum: float = setting(
-        0.0, "momentum of the moving average of the weights that are "
-             "evaluated, kept and exported (0: the training weights)",
+        0.99, "momentum of the moving average of the weights that are "
+              "evaluated, kept and exported (bias-corrected; 0: the "
+              "training weights)",
         check=RATE)
     patience: int = setting(6, "stop after this many dev evaluations "
                             "without a F1 gain",
