@@ -250,10 +250,12 @@ def correct_average_bias(model):
     `t` is small against `1 / (1 - m)`, Keras's average (to float32
     precision) once `m ** t` is negligible. The momentum depends on the
     optimizer's step counter only, so a resumed run averages exactly as an
-    uninterrupted one. Does nothing when the optimizer keeps no average.
+    uninterrupted one. Does nothing when the optimizer keeps no average, or
+    keeps the first step's weights for good (momentum 1, which the trainer's
+    `--ema-momentum` refuses).
     """
     optimizer = averaging_optimizer(model)
-    if optimizer is None:
+    if optimizer is None or optimizer.ema_momentum >= 1:
         return
     momentum = float(optimizer.ema_momentum)
 

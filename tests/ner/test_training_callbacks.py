@@ -102,6 +102,23 @@ def test_the_first_step_copies_the_weights():
         np.testing.assert_array_equal(average, weights)
 
 
+def test_momentum_one_keeps_the_first_steps_weights_not_nan():
+    """m = 1 would make the correction 0/0; Keras's own average (the first
+    step's weights for good) is left in place."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.AdamW(1e-2, use_ema=True,
+                                         ema_momentum=1.0), "mse")
+    correct_average_bias(model)
+    steps = _Steps()
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((16, 4), dtype=np.float32),
+              rng.random((16, 1), dtype=np.float32), batch_size=8,
+              epochs=1, verbose=0, callbacks=[steps])
+    for average, first in zip(_averages(model), steps.weights[0]):
+        np.testing.assert_array_equal(average, first)
+
+
 def test_epoch_ends_see_the_average_and_training_resumes_exactly(tmp_path):
     model = _model()
     seen = _fit(model, [], 0, 4)
