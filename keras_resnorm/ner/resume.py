@@ -12,7 +12,7 @@ from keras_resnorm.ner import files
 from keras_resnorm.ner.config import TrainConfig
 from keras_resnorm.ner.errors import RunDirError
 
-__all__ = ["changed_settings", "prepare"]
+__all__ = ["changed_settings", "is_finished", "prepare"]
 
 
 def prepare(config, chief=True):
@@ -21,20 +21,16 @@ def prepare(config, chief=True):
     Only the chief creates, writes or deletes anything here.
     """
     run_dir = config.run_dir
-    state_path = os.path.join(run_dir, "state.json")
     config_path = os.path.join(run_dir, "config.json")
-    if os.path.exists(state_path):
-        with open(state_path) as f:
-            finished = json.load(f).get("finished")
-        if finished and not config.overwrite:
+    if is_finished(run_dir):
+        if not config.overwrite:
             raise RunDirError(
                 f"{run_dir} holds a finished run. Pass overwrite=True "
                 f"(--overwrite) or another run_dir. Received: run_dir={run_dir!r}"
             )
-        if finished and chief:
-            shutil.rmtree(run_dir)
-        elif finished:
+        if not chief:
             return config, False
+        shutil.rmtree(run_dir)
     if os.path.exists(config_path):
         with open(config_path) as f:
             saved_values = json.load(f)
@@ -61,6 +57,16 @@ def prepare(config, chief=True):
         os.makedirs(run_dir, exist_ok=True)
         files.atomic_write_json(config_path, dataclasses.asdict(config))
     return config, False
+
+
+def is_finished(run_dir):
+    """Whether `run_dir` holds a run that ended and was scored (its
+    `state.json` says so)."""
+    state_path = os.path.join(run_dir, "state.json")
+    if not os.path.exists(state_path):
+        return False
+    with open(state_path) as f:
+        return bool(json.load(f).get("finished"))
 
 
 def changed_settings(saved_values, config):

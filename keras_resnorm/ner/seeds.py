@@ -46,16 +46,12 @@ def _finished(config):
     refused, as `train` refuses it, unless `config.overwrite`."""
     import keras
 
-    from keras_resnorm.ner.resume import changed_settings
+    from keras_resnorm.ner.resume import changed_settings, is_finished
 
     metrics_path = os.path.join(config.run_dir, "metrics.json")
-    state_path = os.path.join(config.run_dir, "state.json")
-    if config.overwrite or not (os.path.exists(metrics_path)
-                                and os.path.exists(state_path)):
+    if (config.overwrite or not os.path.exists(metrics_path)
+            or not is_finished(config.run_dir)):
         return None
-    with open(state_path) as f:
-        if not json.load(f).get("finished"):
-            return None
     with open(os.path.join(config.run_dir, "config.json")) as f:
         changed = changed_settings(json.load(f), config)
     if changed:
@@ -121,9 +117,10 @@ def train_seeds(config, count, corpus=None):
         return None, None
     summary = summarize(runs)
     best = summary["best_on_dev"]
-    shutil.copyfile(os.path.join(config.run_dir, f"seed-{best}",
-                                 "best.keras"),
-                    os.path.join(config.run_dir, "best.keras"))
+    source = os.path.join(config.run_dir, f"seed-{best}", "best.keras")
+    files.atomic_write(os.path.join(config.run_dir, "best.keras"),
+                       lambda tmp: shutil.copyfile(source, tmp),
+                       suffix=".keras")
     files.atomic_write_json(os.path.join(config.run_dir, "seeds.json"),
                             summary)
     return models[best], summary
