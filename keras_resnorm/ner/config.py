@@ -246,6 +246,11 @@ class TrainConfig(_Schema):
         0.0, "probability of replacing each training mention by another "
              "of the same type and length (a new one every epoch)",
         check=RATE)
+    case_augmentation: float = setting(
+        0.0, "probability of showing a training sentence all in lower case "
+             "or all in capitals (half each), so that casing is a hint, not "
+             "the whole evidence (text in capitals, lower-case tweets)",
+        check=RATE)
     ema_momentum: float = setting(
         0.99, "momentum of the moving average of the weights that are "
               "evaluated, kept and exported (bias-corrected; 0: the "

@@ -238,6 +238,57 @@ def test_word_dropout_hides_words_as_a_function_of_seed_and_batch(tmp_path):
         np.testing.assert_array_equal(a[0], b[0])
 
 
+def test_case_augmentation_recases_whole_rows_as_a_function_of_seed_and_batch(
+        tmp_path):
+    import tensorflow as tf
+
+    from keras_resnorm.ner import features as features_lib
+    from ner_helpers import tiny_config
+
+    # Unicode-aware, and the padding string stays empty.
+    rows = tf.constant([["Éire", "EU", "said", ""]] * 400)
+    out = pipeline.recase_rows(rows, 0.6, tf.constant([3, 4], tf.int64))
+    out = [[t.decode() for t in row] for row in out.numpy()]
+    kinds = [("lower" if row == ["éire", "eu", "said", ""] else
+              "upper" if row == ["ÉIRE", "EU", "SAID", ""] else
+              "same" if row == ["Éire", "EU", "said", ""] else row)
+             for row in out]
+    assert set(kinds) == {"lower", "upper", "same"}  # whole rows only
+    assert 0.3 < kinds.count("same") / 400 < 0.5
+    assert 0.2 < kinds.count("lower") / 400 < 0.4
+    assert out == [[t.decode() for t in row] for row in pipeline.recase_rows(
+        rows, 0.6, tf.constant([3, 4], tf.int64)).numpy()]
+    assert out != [[t.decode() for t in row] for row in pipeline.recase_rows(
+        rows, 0.6, tf.constant([5, 4], tf.int64)).numpy()]
+
+    # In the training pipeline: the casing classes change with the rows and
+    # the draws are those of an uninterrupted run from any batch on.
+    sentences = [([f"Wo{'abcdefg'[i % 7]}", "the", "x" + "abcdefghij"[i % 10]]
+                  * 3, ["O"] * 9) for i in range(40)]
+    words, chars = features_lib.vocabulary([t for t, _ in sentences], 1)
+    features = features_lib.TokenFeatures(words, chars, 8)
+    plain = tiny_config(tmp_path, batch_size=4, word_dropout=0.0)
+    config = tiny_config(tmp_path, batch_size=4, word_dropout=0.0,
+                         case_augmentation=0.6)
+
+    def batches(config, skip=0):
+        ds = pipeline.training_dataset(sentences, ["O"], features, config,
+                                       0, 2, skip)
+        return [[f.numpy() for f in feats] for feats, _, _ in ds]
+
+    first, before = batches(config), batches(plain)
+    cases = np.concatenate([b[1].reshape(-1, b[1].shape[-1]) for b in first])
+    plain_cases = np.concatenate([b[1].reshape(-1, b[1].shape[-1])
+                                  for b in before])
+    changed = (cases != plain_cases).any(axis=1)
+    assert 0.4 < changed.mean() < 0.8  # a title-cased word in every row
+    lowered = (cases == 1) | (cases == 0)
+    uppered = (cases == 2) | (cases == 0)
+    assert (lowered.all(axis=1) | uppered.all(axis=1))[changed].all()
+    for a, b in zip(first[3:], batches(config, skip=3)):
+        np.testing.assert_array_equal(a[1], b[1])
+
+
 def test_bad_scheme():
     with pytest.raises(ValueError, match=r"Received: scheme='bio'"):
         list(data.parse_conll("x", scheme="bio"))
