@@ -5,6 +5,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import sys
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -49,9 +50,11 @@ def machine_tag():
 
 
 def command(module, argv=None):
-    """The command that ran a benchmark; `argv=None` means this process's."""
+    """The command that ran a benchmark, quoted so that a shell runs it
+    again as it ran (`--variant case="--case-augmentation 0.3"` is one
+    argument); `argv=None` means this process's."""
     args = sys.argv[1:] if argv is None else list(argv)
-    return " ".join(["python -m", module] + args)
+    return "python -m " + shlex.join([module] + args)
 
 
 def header(title, module, argv, machine):

@@ -2,6 +2,7 @@
 and tables (ours only: spaCy is the `bench` extra's)."""
 
 import json
+import shlex
 
 import pytest
 
@@ -38,6 +39,17 @@ def test_arguments_budgets_and_plan(tmp_path):
                                 "a=--x", "--variant", "a=--y"])
     assert [ner_corpora.budget_minutes(n) for n in
             (1000, 3000, 5199, 14041, 50000)] == [2.0, 2.0, 3.5, 10.0, 10.0]
+
+
+def test_the_recorded_command_runs_again_as_it_ran():
+    argv = ["--variant", "case=--case-augmentation 0.3",
+            "--others", "the author's editor", "--sizes", "1000"]
+    line = common.command("benchmarks.ner_corpora", argv)
+    assert shlex.split(line) == ["python", "-m", "benchmarks.ner_corpora",
+                                 *argv]
+    # Plain arguments stay unquoted, as the committed results show them.
+    assert common.command("benchmarks.x", ["--sizes", "1000"]) == \
+        "python -m benchmarks.x --sizes 1000"
 
 
 def test_runs_resumes_and_tabulates_on_a_small_corpus(
