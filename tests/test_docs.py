@@ -107,3 +107,40 @@ def test_the_readme_ner_table_is_the_corpora_benchmarks():
     assert rows == [[line["corpus"], f"{line['training sentences']:,}",
                      f"{line['budget min']:g}"]
                     + [line[c] for c in columns] for line in lines]
+
+
+def test_the_readme_rerun_on_tweets_is_the_results_file():
+    """The README's sentence on the default rerun on tweets quotes the
+    summary of `ner-corpora-btc-default`: its means at 3,000, the gap to
+    spaCy and its spreads."""
+    import json
+
+    study = json.loads((ROOT / "benchmarks" / "results" /
+                        "ner-corpora-btc-default.json").read_text())
+    assert study["finished"]
+    at = {line["size"]: line for line in study["summary"]}
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    ours, spacy = (at["3000"][f"{s} test F1"].split()[0]
+                   for s in ("ours", "spacy"))
+    gap = float(at["3000"]["ours - spaCy"])
+    assert f"it is {-gap:.2f} below spaCy at 3,000 ({ours} against {spacy}, " \
+        f"spreads {float(at['3000']['ours spread']):.1f} and " \
+        f"{float(at['3000']['spacy spread']):.1f})" in readme
+    assert f"its spread at 1,000 is {at['1000']['ours spread']}" in readme
+
+
+def test_the_casing_table_is_the_recased_results():
+    """docs/ner.md's casing table gives the means of
+    `ner-corpora-case-1000-recased` (default = ours, case augmentation =
+    ours-case)."""
+    import json
+
+    study = json.loads((ROOT / "benchmarks" / "results" /
+                        "ner-corpora-case-1000-recased.json").read_text())
+    docs = (ROOT / "docs" / "ner.md").read_text()
+    names = {"ours": "default", "ours-case": "`--case-augmentation 0.3`"}
+    for line in study["summary"]:
+        cells = [line[c].split()[0] for c in ("as is", "lower", "upper")]
+        row = (f"| {line['corpus']} | {names[line['system']]} | "
+               + " | ".join(cells) + " |")
+        assert row in docs, row
