@@ -144,3 +144,21 @@ def test_the_casing_table_is_the_recased_results():
         row = (f"| {line['corpus']} | {names[line['system']]} | "
                + " | ".join(cells) + " |")
         assert row in docs, row
+
+
+def test_the_capacity_sentence_is_the_results_file():
+    """docs/ner.md's capacity bullet quotes `ner-corpora-capacity-1000`:
+    each system's mean (range) and spread on 1,000 tweets, in the order
+    narrower, shallower, default."""
+    import json
+
+    study = json.loads((ROOT / "benchmarks" / "results" /
+                        "ner-corpora-capacity-1000.json").read_text())
+    (line,) = study["summary"]
+    docs = " ".join((ROOT / "docs" / "ner.md").read_text().split())
+    f1 = {s: line[f"{s} test F1"] for s in ("ours", "ours-d128",
+                                            "ours-conv2")}
+    spread = {s: line[f"{s} spread"] for s in f1}
+    assert (f"{f1['ours-d128']} and {f1['ours-conv2']} against the "
+            f"default's {f1['ours']}, with spreads of {spread['ours-d128']} "
+            f"and {spread['ours-conv2']} against {spread['ours']}") in docs
