@@ -162,3 +162,37 @@ def test_the_capacity_sentence_is_the_results_file():
     assert (f"{f1['ours-d128']} and {f1['ours-conv2']} against the "
             f"default's {f1['ours']}, with spreads of {spread['ours-d128']} "
             f"and {spread['ours-conv2']} against {spread['ours']}") in docs
+
+
+def test_the_readme_six_seeds_on_tweets_are_the_results_files():
+    """The README's sentence on seeds 0-5 pools the runs of
+    `ner-corpora-btc-default` (seeds 0-2) and `ner-corpora-btc-seeds345`:
+    ours' lead in means at each size, spaCy's ranges, ours' range at
+    1,000."""
+    import json
+    import statistics
+
+    rows = []
+    for name in ("ner-corpora-btc-default", "ner-corpora-btc-seeds345"):
+        study = json.loads((ROOT / "benchmarks" / "results" /
+                            f"{name}.json").read_text())
+        assert study["finished"]
+        rows += study["runs"]
+
+    def scores(size, system):
+        found = {r["seed"]: r["test_entity_f1"] for r in rows
+                 if r["size"] == size and r["system"] == system}
+        assert sorted(found) == list(range(6))
+        return list(found.values())
+
+    lead = {size: statistics.mean(scores(size, "ours"))
+            - statistics.mean(scores(size, "spacy")) for size in
+            ("1000", "3000")}
+    spacy = {size: max(scores(size, "spacy")) - min(scores(size, "spacy"))
+             for size in lead}
+    ours = max(scores("1000", "ours")) - min(scores("1000", "ours"))
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"it leads by {lead['1000']:.2f} at 1,000 and by "
+            f"{lead['3000']:.2f} at 3,000, a tie (spaCy's scores range over "
+            f"{spacy['1000']:.2f} and {spacy['3000']:.2f}), and its "
+            f"1,000-tweet scores range over {ours:.2f}") in readme
