@@ -196,3 +196,20 @@ def test_the_readme_six_seeds_on_tweets_are_the_results_files():
             f"{lead['3000']:.2f} at 3,000, a tie (spaCy's scores range over "
             f"{spacy['1000']:.2f} and {spacy['3000']:.2f}), and its "
             f"1,000-tweet scores range over {ours:.2f}") in readme
+
+
+def test_the_wider_tagger_sentence_is_the_results_file():
+    """docs/ner.md quotes `ner-corpora-d384-1000`: the wider tagger's
+    mean (range) against the default's on each corpus."""
+    import json
+
+    study = json.loads((ROOT / "benchmarks" / "results" /
+                        "ner-corpora-d384-1000.json").read_text())
+    assert study["finished"]
+    docs = " ".join((ROOT / "docs" / "ner.md").read_text().split())
+    at = {line["corpus"]: line for line in study["summary"]}
+    for corpus, words in (("btc", "on tweets"),
+                          ("conll2003", "on CoNLL-2003")):
+        line = at[corpus]
+        assert (f"{line['ours-d384 test F1']} against "
+                f"{line['ours test F1']} {words}") in docs, corpus
