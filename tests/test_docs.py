@@ -213,3 +213,18 @@ def test_the_wider_tagger_sentence_is_the_results_file():
         line = at[corpus]
         assert (f"{line['ours-d384 test F1']} against "
                 f"{line['ours test F1']} {words}") in docs, corpus
+
+
+def test_the_vocabulary_sentence_is_the_results_file():
+    """docs/ner.md quotes `ner-corpora-vocabulary-1000`: `--min-count 1`
+    and 4 against the default on 1,000 tweets."""
+    import json
+
+    study = json.loads((ROOT / "benchmarks" / "results" /
+                        "ner-corpora-vocabulary-1000.json").read_text())
+    assert study["finished"]
+    (line,) = study["summary"]
+    docs = " ".join((ROOT / "docs" / "ner.md").read_text().split())
+    assert (f"{line['ours-mc1 test F1']} with 1 and "
+            f"{line['ours-mc4 test F1']} with 4 against "
+            f"{line['ours test F1']}") in docs
