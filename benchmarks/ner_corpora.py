@@ -174,6 +174,13 @@ def subset_identity(corpus, limit, subset):
     return len(sentences), digest
 
 
+def run_directory(run_root, corpus, size, seed, system):
+    """Where ours (or its variant `system`, `ours-NAME`) trains one seed
+    of a point: `RUN_ROOT/<corpus>-<size>-seed<seed>[-NAME]`."""
+    return os.path.join(run_root, f"{corpus}-{size}-seed{seed}"
+                        + system[len("ours"):])
+
+
 def run_ours(args, directory, limit, minutes, seed, run_dir, extra=""):
     from benchmarks import ner_conll2003
 
@@ -367,8 +374,8 @@ def main(argv=None):
               f"{system}: {count} sentences, {minutes:g} min", flush=True)
         if system == "ours" or system in extra:
             row = run_ours(args, directories[name], limit, minutes, seed,
-                           os.path.join(args.run_root, f"{name}-{size}-seed"
-                                        f"{seed}" + system[len("ours"):]),
+                           run_directory(args.run_root, name, size, seed,
+                                         system),
                            extra.get(system, ""))
         else:
             row = run_spacy(args, corpus, limit, minutes, seed)

@@ -23,7 +23,7 @@ import statistics
 import sys
 import tempfile
 
-from benchmarks import common
+from benchmarks import common, ner_corpora
 
 CASINGS = ("as is", "lower", "upper")
 DOCSTART = "-DOCSTART-"
@@ -79,8 +79,8 @@ def score(model_path, directory, scheme, encoding):
 
 def run_directory(run_root, row):
     """Where `benchmarks.ner_corpora` trained a row's run."""
-    return os.path.join(run_root, f"{row['corpus_name']}-{row['size']}-seed"
-                        f"{row['seed']}" + row["system"][len("ours"):])
+    return ner_corpora.run_directory(run_root, row["corpus_name"],
+                                     row["size"], row["seed"], row["system"])
 
 
 def summarize(rows):
