@@ -262,6 +262,8 @@ def test_the_regularization_sentence_is_the_results_file():
     """docs/ner.md quotes `ner-corpora-btc-regularize`: mention
     replacement and word dropout 0.3 against the default on tweets (test
     means, the dev rule's margin, PER, the speeds and epochs)."""
+    import statistics
+
     study = _results("ner-corpora-btc-regularize")
     assert study["finished"]
     at = {line["size"]: line for line in study["summary"]}
@@ -270,22 +272,22 @@ def test_the_regularization_sentence_is_the_results_file():
     def mean(size, system, what="test F1"):
         return at[size][f"{system} {what}"].split()[0]
 
-    assert (f"mention replacement loses at both sizes ({mean('1000', 'ours-mr')} "
-            f"against {mean('1000', 'ours')} at 1,000, "
-            f"{mean('3000', 'ours-mr')} against {mean('3000', 'ours')} at "
-            f"3,000;") in docs
+    pairs = [f"{mean(size, 'ours-mr')} against {mean(size, 'ours')} at "
+             f"{int(size):,}" for size in ("1000", "3000")]
+    assert (f"mention replacement loses at both sizes ({pairs[0]}, "
+            f"{pairs[1]};") in docs
     assert (f"more word dropout ties ({mean('1000', 'ours-wd')} and "
             f"{mean('3000', 'ours-wd')})") in docs
     margin = max(abs(float(mean(size, system, "dev F1"))
                      - float(mean(size, "ours", "dev F1")))
                  for size in at for system in ("ours-mr", "ours-wd"))
     assert margin < 0.6 and "dev F1 within 0.6 of the default's" in docs
-    per = {r["system"]: [] for r in study["runs"]}
-    for r in study["runs"]:
-        if r["size"] == "1000":
-            per[r["system"]].append(r["per_type_f1"]["PER"])
-    assert (f"it lowers PER, {sum(per['ours-mr']) / 3:.2f} against "
-            f"{sum(per['ours']) / 3:.2f} at 1,000") in docs
+    per = {system: statistics.mean(
+        r["per_type_f1"]["PER"] for r in study["runs"]
+        if r["size"] == "1000" and r["system"] == system)
+        for system in ("ours", "ours-mr")}
+    assert (f"it lowers PER, {per['ours-mr']:.2f} against "
+            f"{per['ours']:.2f} at 1,000") in docs
     speeds = [at[size][f"{s} tokens/s"] for size in at
               for s in ("ours", "ours-mr", "ours-wd")]
     assert f"{min(speeds):,.0f}-{max(speeds):,.0f} training tokens/s" in docs
