@@ -22,8 +22,13 @@ def tiny_config(run_dir, **overrides):
                         word_dim=16, char_dim=8, char_filters=16,
                         max_length=32, dropout=0.1, hash_buckets=200,
                         hash_dim=8)
+    # Without XLA: the default compiles every bucket length first, which
+    # costs a tiny run more than it saves (5 epochs on the built-in corpus:
+    # 50-59 s with it, 30-35 s without, 2026-12-07); the demo_run fixture
+    # and the `large` runs train with the default.
     values = dict(run_dir=str(run_dir), epochs=2, batch_size=16,
-                  learning_rate=3e-3, patience=5, model=model)
+                  learning_rate=3e-3, patience=5, model=model,
+                  jit_compile=False)
     values.update(overrides)
     return TrainConfig(**values)
 

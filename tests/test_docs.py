@@ -295,3 +295,34 @@ def test_the_regularization_sentence_is_the_results_file():
                            if r["size"] == size) for size in at}
     assert (f"held {epochs['1000'][0]}-{epochs['1000'][-1]} epochs at 1,000 "
             f"and {epochs['3000'][0]}-{epochs['3000'][-1]} at 3,000") in docs
+
+
+def test_the_xla_bullet_is_the_results_files():
+    """docs/ner.md's XLA bullet quotes `ner-corpora-btc-xla` and
+    `ner-corpora-conll-xla-1000`: the training speeds and the dev and test
+    means of the default and of `--xla` at each point, and the rule that
+    made XLA the default holds in them."""
+    lines = [line for name in ("ner-corpora-btc-xla",
+                               "ner-corpora-conll-xla-1000")
+             for line in _results(name)["summary"]]
+    assert len(lines) == 3
+    docs = _words(ROOT / "docs" / "ner.md")
+
+    def mean(line, column):
+        return line[column].split()[0]
+
+    def pairs(what):
+        return [f"{mean(line, f'ours {what}')} to "
+                f"{mean(line, f'ours-xla {what}')}" for line in lines]
+
+    dev, test = pairs("dev F1"), pairs("test F1")
+    assert f"{dev[0]}, {dev[1]} and {dev[2]}." in docs
+    assert f"({test[0]}, {test[1]}, {test[2]};" in docs
+    for line in lines:
+        assert (f"{line['ours tokens/s']:,.0f} to "
+                f"{line['ours-xla tokens/s']:,.0f}") in docs
+        assert line["ours-xla tokens/s"] > line["ours tokens/s"]
+        low, high = map(float, line["ours dev F1"].split()[1]
+                        .strip("()").split("-"))
+        assert (float(mean(line, "ours-xla dev F1"))
+                >= float(mean(line, "ours dev F1")) - (high - low))

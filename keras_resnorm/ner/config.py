@@ -275,9 +275,11 @@ class TrainConfig(_Schema):
                   "source or topic), or the first N", choices=SUBSETS)
     seed: int = setting(0, "seed of the weights, the shuffle and dropout",
                         check=_check(check_int, minimum=0, below=2 ** 32))
-    jit_compile: bool = setting(False, "train with jit_compile=True "
-                                "(compiles first; measure whether it pays on "
-                                "your machine)", flag="--xla")
+    jit_compile: bool = setting(
+        True, "XLA-compile the training step (jit_compile=True): each "
+              "bucket length compiles once, about half a minute in all on "
+              "a 2-core CPU, where the tagger then trained twice as fast; "
+              "--no-xla trains without", flag="--xla")
     overwrite: bool = setting(False, "replace a finished run in --run-dir")
     # How to run: a resumed run takes these from the new call, not from the
     # saved configuration (see RUNTIME).
