@@ -192,7 +192,8 @@ class CRF(keras.layers.Layer):
     so the untrained CRF decodes like a softmax argmax). Called on emission
     scores it returns them unchanged; `CRFLoss` trains the scores, and
     `decode` returns the Viterbi path and each chosen tag's marginal
-    probability. The mask is passed through.
+    probability (`path`: the Viterbi tag ids alone). The mask is passed
+    through.
 
     Args:
         num_tags: size of the tag set.
@@ -230,12 +231,17 @@ class CRF(keras.layers.Layer):
     def log_likelihood(self, emissions, tags, mask=None):
         return log_likelihood(emissions, tags, *self.scores(), mask=mask)
 
+    def path(self, emissions, mask=None):
+        """The Viterbi tag ids `[batch, time]` int32 alone (`decode`
+        without the marginals' forward-backward pass)."""
+        return viterbi_decode(emissions, *self.scores(), mask=mask)[0]
+
     def decode(self, emissions, mask=None):
         """`(tag ids [batch, time] int32, confidence [batch, time] float32)`.
 
         Confidence is the marginal probability of the Viterbi tag.
         """
-        path, _ = viterbi_decode(emissions, *self.scores(), mask=mask)
+        path = self.path(emissions, mask=mask)
         probs = marginals(emissions, *self.scores(), mask=mask)
         return path, tf.gather(probs, path, batch_dims=2)
 

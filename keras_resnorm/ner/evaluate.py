@@ -29,7 +29,8 @@ def predict_tags(model, token_lists, batch_size=64, forward=None,
         model: a tagger built by `build_model`.
         token_lists: list of lists of token strings.
         batch_size: sentences per forward pass.
-        forward: optional compiled `make_forward(model)`.
+        forward: optional compiled `make_forward(model)` (default: one
+            without confidences, which the tags do not need).
         contexts: optional document context of each token list
             (`context.py`), appended to each of its windows; only the
             window's own tokens are tagged.
@@ -39,7 +40,7 @@ def predict_tags(model, token_lists, batch_size=64, forward=None,
     """
     tags = tag_names(model)
     limit = max_length(model)
-    forward = forward or make_forward(model)
+    forward = forward or make_forward(model, confidence=False)
     spans = row_spans([len(tokens) for tokens in token_lists], limit,
                       contexts)
     rows = [list(token_lists[i][start:end]) + context
@@ -59,10 +60,11 @@ def predict_tags(model, token_lists, batch_size=64, forward=None,
     return out
 
 
-def make_forward(model):
-    """tokens -> (tag ids, confidence) as a tf.function (`model.decoder`)
-    that retraces little across lengths."""
-    return tf.function(decoder(model), reduce_retracing=True)
+def make_forward(model, confidence=True):
+    """tokens -> (tag ids, confidence) as a tf.function (`model.decoder`;
+    confidence None with `confidence=False`) that retraces little across
+    lengths."""
+    return tf.function(decoder(model, confidence), reduce_retracing=True)
 
 
 def entity_scores(true_tags, pred_tags):

@@ -152,7 +152,8 @@ class Tagger:
 
     def __init__(self, model):
         self.model = model
-        self._forward = make_forward(model)
+        # Tags only: the confidences are the export's (`export.py`).
+        self._forward = make_forward(model, confidence=False)
 
     @classmethod
     def load(cls, path):

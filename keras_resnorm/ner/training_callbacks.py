@@ -129,7 +129,7 @@ class DevEntityF1(keras.callbacks.Callback):
             return
         self.state["since_eval"] = 0
         if self._forward is None:
-            self._forward = make_forward(self.tagger)
+            self._forward = make_forward(self.tagger, confidence=False)
         pred = predict_tags(self.tagger, [t for t, _ in self.dev],
                             forward=self._forward,
                             contexts=self.dev_contexts)

@@ -60,6 +60,10 @@ def test_decoder_returns_viterbi_not_argmax():
     assert (argmax[mask] != viterbi[mask]).any(), "the test needs a case " \
         "where the transitions change the path"
     assert ((confidence.numpy() > 0) == mask).all()
+    # Without confidences (evaluation, Tagger): the same path, no marginals.
+    ids_only, none = decoder(tagger, confidence=False)(tokens)
+    assert none is None
+    np.testing.assert_array_equal(ids_only, ids)
 
 
 def test_export_and_c_api_serve_the_viterbi_path(tmp_path):
@@ -103,6 +107,9 @@ def test_tagger_without_crf_decodes_by_argmax(tmp_path):
     ids, confidence = decoder(tagger)(tokens)
     np.testing.assert_array_equal(ids, np.argmax(probs, -1))
     np.testing.assert_allclose(confidence, probs.max(-1), rtol=1e-6)
+    ids_only, none = decoder(tagger, confidence=False)(tokens)
+    assert none is None
+    np.testing.assert_array_equal(ids_only, ids)
 
 
 def test_saved_crf_tagger_loads_and_decodes_the_same(tmp_path):
