@@ -326,3 +326,39 @@ def test_the_xla_bullet_is_the_results_files():
                         .strip("()").split("-"))
         assert (float(mean(line, "ours-xla dev F1"))
                 >= float(mean(line, "ours dev F1")) - (high - low))
+
+
+def test_the_seeds_3_to_5_and_decoding_numbers_are_the_results_files():
+    """docs/ner.md quotes seeds 3-5 of the XLA default at 1,000 sentences
+    (`ner-corpora-seeds345-xla-1000`), the six-seed spreads with seeds 0-2
+    of `--xla` in the two XLA files, and `ner-decode-conll2003`'s medians
+    and first rounds."""
+    docs = _words(ROOT / "docs" / "ner.md")
+    lines = {line["corpus"]: line for line in
+             _results("ner-corpora-seeds345-xla-1000")["summary"]}
+    first = {name: [run["test_entity_f1"] for run in _results(name)["runs"]
+                    if run["system"] == "ours-xla"
+                    and str(run["size"]) == "1000"]
+             for name in ("ner-corpora-conll-xla-1000", "ner-corpora-btc-xla")}
+    new = {corpus: [run["test_entity_f1"] for run in
+                    _results("ner-corpora-seeds345-xla-1000")["runs"]
+                    if run["corpus_name"] == corpus]
+           for corpus in lines}
+    six = [first["ner-corpora-conll-xla-1000"] + new["conll2003"],
+           first["ner-corpora-btc-xla"] + new["btc"]]
+    assert all(len(scores) == 6 for scores in six)
+    spreads = [f"{max(s) - min(s):.2f}" for s in six]
+    conll, btc = lines["conll2003"], lines["btc"]
+    test = "ours test F1"
+    assert (f"{conll[test][:-1]}, spread {conll['ours spread']}) on 1,000 "
+            f"CoNLL-2003 sentences and {btc[test][:-1]}, spread "
+            f"{btc['ours spread']}) on 1,000 tweets; over the six seeds the "
+            f"spreads are {spreads[0]} (seed 2 scored "
+            f"{min(six[0]):.2f}) and {spreads[1]}") in docs
+    decode = _results("ner-decode-conll2003")
+    assert decode["differing_tags"] == 0
+    full, tags = decode["rows"]
+    assert (f"traced in {tags['rounds s'].split()[0]} s instead of "
+            f"{full['rounds s'].split()[0]} s and then "
+            f"{tags['median s']:.2f} s instead of {full['median s']:.2f} s"
+            ) in docs
