@@ -362,3 +362,32 @@ def test_the_seeds_3_to_5_and_decoding_numbers_are_the_results_files():
             f"{full['rounds s'].split()[0]} s and then "
             f"{tags['median s']:.2f} s instead of {full['median s']:.2f} s"
             ) in docs
+
+
+def test_the_eval_steps_bullet_is_the_results_file():
+    """docs/ner.md's `--eval-steps 90` bullet quotes
+    `ner-corpora-eval-steps-1000`: dev and test means of both systems on
+    both corpora, and the rule it states is indeed not met."""
+    docs = _words(ROOT / "docs" / "ner.md")
+    lines = {line["corpus"]: line for line in
+             _results("ner-corpora-eval-steps-1000")["summary"]}
+    conll, btc = lines["conll2003"], lines["btc"]
+    new, old = "ours-evalsteps", "ours"
+    assert (f"dev F1 {conll[new + ' dev F1']} against "
+            f"{conll[old + ' dev F1']}, test "
+            f"{conll[new + ' test F1'].split()[0]} (spread "
+            f"{conll[new + ' spread']}) against "
+            f"{conll[old + ' test F1'].split()[0]} (spread "
+            f"{conll[old + ' spread']};") in docs
+    assert (f"dev {btc[new + ' dev F1'].split()[0]} against "
+            f"{btc[old + ' dev F1'].split()[0]}, test "
+            f"{btc[new + ' test F1'].split()[0]} against "
+            f"{btc[old + ' test F1'].split()[0]}.") in docs
+
+    def beyond_range(line):
+        low, high = map(float, line[old + " dev F1"].split()[1]
+                        .strip("()").split("-"))
+        gain = (float(line[new + " dev F1"].split()[0])
+                - float(line[old + " dev F1"].split()[0]))
+        return gain > high - low
+    assert not (beyond_range(conll) and beyond_range(btc))
