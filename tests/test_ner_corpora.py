@@ -59,7 +59,8 @@ def test_runs_resumes_and_tabulates_on_a_small_corpus(
             "--seeds", "0", "--systems", "ours", "--minutes", "0.05",
             "--epochs", "1", "--run-root", str(tmp_path / "runs"),
             "--flags", "--conv-layers 1 --d-model 32 --word-dim 16 "
-            "--char-dim 8 --char-filters 16 --hash-buckets 200 --hash-dim 8",
+            "--char-dim 8 --char-filters 16 --hash-buckets 200 --hash-dim 8 "
+            "--no-xla",
             "--others", "the test suite",
             "--variant", "nocrf=--no-crf"]
     payload = ner_corpora.main(argv)
