@@ -376,8 +376,8 @@ def decoder(model, confidence=True):
     export: Viterbi path and marginal probability with a CRF, argmax and
     softmax probability without. With `confidence=False` the confidence is
     None and a CRF skips the forward-backward pass of the marginals: the
-    same tag ids from a graph that traces in about half the time and runs
-    a little faster (`results/ner-decode-conll2003.md`).
+    same tag ids, a first call (tracing included) about half as long and
+    later calls a little faster (`results/ner-decode-conll2003.md`).
     """
     crf = crf_layer(model)
 
