@@ -259,10 +259,16 @@ class TrainConfig(_Schema):
     patience: int = setting(6, "stop after this many dev evaluations "
                             "without a F1 gain",
                             check=_check(check_int, minimum=0))
+    eval_interval: float = setting(
+        0.0, "evaluate dev at the first epoch end after training has seen "
+             "N times the dev set's tokens since the previous evaluation, "
+             "and when training ends (0: after every epoch)",
+        check=NON_NEGATIVE)
     eval_steps: int = setting(
         0, "evaluate dev at the first epoch end at least N batches after "
-           "the previous evaluation, and when training ends (0: after every "
-           "epoch)", check=_check(check_int, minimum=0))
+           "the previous evaluation, and when training ends (0: see "
+           "--eval-interval; N > 0 replaces it)",
+        check=_check(check_int, minimum=0))
     max_minutes: float = setting(None, "wall-clock training budget",
                                  check=_check(check_positive, optional=True))
     max_train_sentences: int = setting(None, "train on N training "

@@ -211,7 +211,7 @@ def _train(config, corpus, extra_callbacks, strategy, chief, resumed,
         tagger, dev_sentences, os.path.join(write_dir, "state.json"),
         config.patience, writer, sum(len(t) for t, _ in train_sentences),
         steps, strategy, dev_contexts=dev_contexts,
-        eval_steps=config.eval_steps)
+        eval_steps=config.eval_steps, eval_interval=config.eval_interval)
     budget = (TimeBudget(config.max_minutes * 60, strategy)
               if config.max_minutes else None)
     learning_rate = schedule(config, steps, budget)

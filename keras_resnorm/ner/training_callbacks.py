@@ -50,12 +50,19 @@ class DevEntityF1(keras.callbacks.Callback):
     epochs without a gain it stops training; with `strategy` spanning
     several workers the decision is joint (`distribute.any_worker`).
 
-    With `eval_steps` > 0 it evaluates only at the first epoch end at
-    least `eval_steps` batches after the previous evaluation, and always
-    after the last epoch and when training stops early (the time budget):
-    at small corpus sizes, where an epoch is a few dozen batches, the dev
-    evaluation after every epoch can take as long as the training.
-    `patience` then counts evaluations.
+    At small corpus sizes an epoch is a few dozen batches and the dev set
+    can hold more tokens than the training set (CoNLL-2003's 51,362
+    against 14,273 in 1,000 training sentences), so the dev evaluation
+    after every epoch can take as long as the training. With
+    `eval_interval` > 0 it evaluates only at the first epoch end after
+    training has seen at least `eval_interval` times the dev set's tokens
+    since the previous evaluation; with `eval_steps` > 0 (which takes
+    precedence) at the first epoch end at least `eval_steps` batches after
+    it. Either way it always evaluates after the last epoch and when
+    training stops early (the time budget), and `patience` counts
+    evaluations. Tokens and batches count what really ran, so the choice
+    depends on the data and the seed only, never on the machine's speed,
+    and a resumed run evaluates where an uninterrupted one would.
 
     Training tokens per second count the batches the epoch really ran
     (`train_tokens` per `steps_per_epoch` batches): a resumed epoch starts
@@ -71,7 +78,7 @@ class DevEntityF1(keras.callbacks.Callback):
 
     def __init__(self, tagger, dev_sentences, state_path, patience, writer,
                  train_tokens, steps_per_epoch, strategy=None,
-                 dev_contexts=None, eval_steps=0):
+                 dev_contexts=None, eval_steps=0, eval_interval=0.0):
         super().__init__()
         self.tagger = tagger
         self.dev = dev_sentences
@@ -82,9 +89,12 @@ class DevEntityF1(keras.callbacks.Callback):
         self.train_tokens = train_tokens
         self.steps_per_epoch = steps_per_epoch
         self.eval_steps = eval_steps
+        self.eval_interval = eval_interval
+        self.dev_tokens = sum(len(tokens) for tokens, _ in dev_sentences)
         self.strategy = strategy or tf.distribute.get_strategy()
         self.state = {"best_f1": -1.0, "best_epoch": None, "wait": 0,
-                      "finished": False, "epochs": [], "since_eval": 0}
+                      "finished": False, "epochs": [], "since_eval": 0,
+                      "since_eval_tokens": 0.0}
         self.improved = False
         self._forward = None
         self._started = None
@@ -103,9 +113,28 @@ class DevEntityF1(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self._batches += 1
 
+    def _interval_reached(self):
+        """Whether the training since the last evaluation reached
+        `eval_steps` batches or, without it, `eval_interval` dev sets'
+        tokens (True when neither is set)."""
+        if self.eval_steps:
+            return self.state["since_eval"] >= self.eval_steps
+        if self.eval_interval:
+            return (self.state["since_eval_tokens"]
+                    >= self.eval_interval * self.dev_tokens)
+        return True
+
+    def _interval_text(self):
+        if self.eval_steps:
+            return (f"{self.state['since_eval']} of --eval-steps "
+                    f"{self.eval_steps} batches since the last")
+        return (f"{self.state['since_eval_tokens']:,.0f} training tokens "
+                f"since the last, of --eval-interval {self.eval_interval:g} "
+                f"x {self.dev_tokens:,} dev tokens")
+
     def _evaluation_due(self, epoch):
-        """Whether this epoch's end evaluates (see `eval_steps`)."""
-        if not self.eval_steps or self.state["since_eval"] >= self.eval_steps:
+        """Whether this epoch's end evaluates (see `eval_interval`)."""
+        if self._interval_reached():
             return True
         stopping = self.model is not None and self.model.stop_training
         last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
@@ -119,15 +148,17 @@ class DevEntityF1(keras.callbacks.Callback):
         logs["tokens_per_second"] = tokens_per_second
         self.state["since_eval"] = (self.state.get("since_eval", 0)
                                     + self._batches)
+        self.state["since_eval_tokens"] = (
+            self.state.get("since_eval_tokens", 0.0)
+            + self._batches / self.steps_per_epoch * self.train_tokens)
         if not self._evaluation_due(epoch):
             self.improved = False
             self._record(epoch, None, logs, seconds, tokens_per_second)
             print(f"epoch {epoch + 1}: {tokens_per_second:,.0f} training "
-                  f"tokens/s; no dev evaluation ({self.state['since_eval']} "
-                  f"of --eval-steps {self.eval_steps} batches since the "
-                  "last)", flush=True)
+                  f"tokens/s; no dev evaluation ({self._interval_text()})",
+                  flush=True)
             return
-        self.state["since_eval"] = 0
+        self.state.update(since_eval=0, since_eval_tokens=0.0)
         if self._forward is None:
             self._forward = make_forward(self.tagger, confidence=False)
         pred = predict_tags(self.tagger, [t for t, _ in self.dev],

@@ -174,22 +174,29 @@ def test_the_decay_spans_the_budget_only_when_asked(decay_over):
     assert rate.budget is (budget if decay_over == "budget" else None)
 
 
-def test_eval_steps_evaluates_after_enough_batches_and_at_the_end(
-        tmp_path, monkeypatch):
+@pytest.mark.parametrize("interval", [
+    {"eval_steps": 10},
+    # 10 dev tokens, 100 training tokens an epoch: 250 between evaluations.
+    {"eval_interval": 25.0},
+    # --eval-steps replaces --eval-interval.
+    {"eval_steps": 10, "eval_interval": 0.5}])
+def test_evaluates_after_enough_training_and_at_the_end(tmp_path, monkeypatch,
+                                                        interval):
     from keras_resnorm.ner import training_callbacks
 
     calls = []
     monkeypatch.setattr(training_callbacks, "predict_tags",
                         lambda tagger, tokens, forward, contexts:
-                        calls.append(1) or [["B-ORG"]] * len(tokens))
+                        calls.append(1) or [["B-ORG"] * len(t)
+                                            for t in tokens])
     writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
 
-    def callback():
+    def callback(**kwargs):
         made = training_callbacks.DevEntityF1(
-            tagger=None, dev_sentences=[(["EU"], ["B-ORG"])],
+            tagger=None, dev_sentences=[(["EU"] * 10, ["B-ORG"] * 10)],
             state_path=str(tmp_path / "state.json"), patience=5,
             writer=writer, train_tokens=100, steps_per_epoch=4,
-            eval_steps=10)
+            **(kwargs or interval))
         made._forward = object()
         made.set_params({"epochs": 6})
         return made
@@ -202,19 +209,27 @@ def test_eval_steps_evaluates_after_enough_batches_and_at_the_end(
         return made.state["epochs"][-1]["dev_entity_f1"]
 
     made = callback()
-    # 4 batches an epoch, 10 between evaluations: epochs 3 and 6 (the last).
+    # 4 batches (100 tokens) an epoch, 10 batches (250 tokens) between
+    # evaluations: epochs 3 and 6 (the last).
     assert [epoch(made, e) for e in range(6)] == [None, None, 1.0, None,
                                                   None, 1.0]
     assert len(calls) == 2 and made.state["best_epoch"] == 3
     # A resumed run keeps counting from the backup's state; a stop (the
     # time budget) evaluates at once.
     resumed = callback()
-    resumed.set_state({**made.state, "epochs": [], "since_eval": 4})
+    resumed.set_state({**made.state, "epochs": [], "since_eval": 4,
+                       "since_eval_tokens": 100.0})
     assert epoch(resumed, 1) is None
     resumed.set_model(keras.Sequential())
     resumed.model.stop_training = True
     assert epoch(resumed, 2, batches=1) == 1.0
     assert resumed.state["since_eval"] == 0
+    assert resumed.state["since_eval_tokens"] == 0.0
+    # An interval of at most an epoch's tokens evaluates after every epoch,
+    # as does 0.
+    for every in ({"eval_interval": 10.0}, {"eval_interval": 0.0}):
+        each = callback(**every)
+        assert [epoch(each, e) for e in range(3)] == [1.0, 1.0, 1.0]
 
 
 def test_a_type_the_training_split_lacks_is_trained_around(tmp_path,
