@@ -394,3 +394,53 @@ def test_the_eval_steps_bullet_is_the_results_file():
         default, low, high = _mean_range(line[old + " dev F1"])
         return _mean_range(line[new + " dev F1"])[0] - default > high - low
     assert not (beyond_range(conll) and beyond_range(btc))
+
+
+def test_the_eval_interval_table_is_the_results_files():
+    """docs/ner.md's `--eval-interval 1` table and the README's sentence
+    quote `ner-corpora-eval-interval-conll` and `-btc-1000` (dev and test
+    of both settings, epochs), and the rule that made it the default holds
+    in them: a higher mean dev F1 at 1,000 sentences of both corpora, and
+    nowhere below the old default's mean minus its dev range."""
+    from keras_resnorm.ner.config import TrainConfig
+
+    docs = _words(ROOT / "docs" / "ner.md")
+    readme = _words(ROOT / "README.md")
+    lines, runs = {}, {}
+    for name in ("conll", "btc-1000"):
+        study = _results(f"ner-corpora-eval-interval-{name}")
+        assert study["finished"]
+        for line in study["summary"]:
+            lines[line["corpus"], line["size"]] = line
+        for run in study["runs"]:
+            runs.setdefault((run["corpus_name"], run["size"], run["system"]),
+                            []).append(run["epochs_run"])
+    labels = {("conll2003", "1000"): "CoNLL-2003, 1,000",
+              ("conll2003", "3000"): "CoNLL-2003, 3,000",
+              ("btc", "1000"): "tweets, 1,000"}
+    assert set(lines) == set(labels)
+    old, new = "ours", "ours-interval"
+
+    def epochs(point, system):
+        return f"{min(runs[point + (system,)])}-{max(runs[point + (system,)])}"
+
+    for point, label in labels.items():
+        line = lines[point]
+        assert (f"| {label} | {epochs(point, old)} -> {epochs(point, new)} "
+                f"| {line[old + ' dev F1']} | {line[new + ' dev F1']} "
+                f"| {line[old + ' test F1'].split()[0]} "
+                f"({line[old + ' spread']}) "
+                f"| {line[new + ' test F1'].split()[0]} "
+                f"({line[new + ' spread']}) |") in docs
+        default, low, high = _mean_range(line[old + " dev F1"])
+        assert _mean_range(line[new + " dev F1"])[0] >= default - (high - low)
+    for point in (("conll2003", "1000"), ("btc", "1000")):
+        assert (_mean_range(lines[point][new + " dev F1"])[0]
+                > _mean_range(lines[point][old + " dev F1"])[0])
+    tests = [(lines[point][new + " test F1"].split()[0],
+              lines[point][old + " test F1"].split()[0])
+             for point in labels]
+    assert (f"test F1 {tests[0][0]}, {tests[1][0]} and {tests[2][0]} "
+            f"against {tests[0][1]}, {tests[1][1]} and {tests[2][1]}"
+            ) in readme
+    assert TrainConfig().eval_interval == 1.0

@@ -260,9 +260,11 @@ class TrainConfig(_Schema):
                             "without a F1 gain",
                             check=_check(check_int, minimum=0))
     eval_interval: float = setting(
-        0.0, "evaluate dev at the first epoch end after training has seen "
+        1.0, "evaluate dev at the first epoch end after training has seen "
              "N times the dev set's tokens since the previous evaluation, "
-             "and when training ends (0: after every epoch)",
+             "and when training ends (0: after every epoch); where dev "
+             "outweighs an epoch (small corpora) this leaves more of a "
+             "budget to training",
         check=NON_NEGATIVE)
     eval_steps: int = setting(
         0, "evaluate dev at the first epoch end at least N batches after "
