@@ -444,3 +444,34 @@ def test_the_eval_interval_table_is_the_results_files():
             f"against {tests[0][1]}, {tests[1][1]} and {tests[2][1]}"
             ) in readme
     assert TrainConfig().eval_interval == 1.0
+
+
+def test_the_interval_seeds_3_to_5_are_the_results_file():
+    """docs/ner.md quotes `ner-corpora-interval-seeds345-1000` (ours and
+    spaCy, seeds 3-5) and the six-seed spreads of the default, seeds 0-2
+    taken from `ner-corpora-eval-interval-*`."""
+    docs = _words(ROOT / "docs" / "ner.md")
+    study = _results("ner-corpora-interval-seeds345-1000")
+    assert study["finished"]
+    lines = {line["corpus"]: line for line in study["summary"]}
+    for corpus, whose in (("conll2003", "spaCy's "), ("btc", "")):
+        line = lines[corpus]
+        assert (f"{line['ours test F1']} against {whose}"
+                f"{line['spacy test F1']}, {line['ours - spaCy']}") in docs
+    readme = _words(ROOT / "README.md")
+    assert (f"{lines['conll2003']['ours - spaCy']} on CoNLL-2003, short of "
+            f"our +1 aim, and {lines['btc']['ours - spaCy']} on tweets"
+            ) in readme
+    runs = study["runs"] + [
+        run for name in ("conll", "btc-1000")
+        for run in _results(f"ner-corpora-eval-interval-{name}")["runs"]
+        if run["system"] == "ours-interval"]
+    spreads = {}
+    for corpus in ("conll2003", "btc"):
+        scores = [run["test_entity_f1"] for run in runs
+                  if run["corpus_name"] == corpus and run["system"] != "spacy"
+                  and run["size"] == "1000"]
+        assert len(scores) == 6
+        spreads[corpus] = f"{max(scores) - min(scores):.2f}"
+    assert (f"spreads {spreads['conll2003']} on CoNLL-2003" in docs
+            and f"and {spreads['btc']} on tweets" in docs)
