@@ -475,3 +475,22 @@ def test_the_interval_seeds_3_to_5_are_the_results_file():
         spreads[corpus] = f"{max(scores) - min(scores):.2f}"
     assert (f"spreads {spreads['conll2003']} on CoNLL-2003" in docs
             and f"and {spreads['btc']} on tweets" in docs)
+
+
+def test_the_interval_3000_comparison_is_the_results_file():
+    """docs/ner.md and the README quote `ner-corpora-interval-3000` (the
+    default beside spaCy at 3,000 sentences of both corpora)."""
+    docs = _words(ROOT / "docs" / "ner.md")
+    readme = _words(ROOT / "README.md")
+    study = _results("ner-corpora-interval-3000")
+    assert study["finished"]
+    lines = {line["corpus"]: line for line in study["summary"]}
+    assert {line["size"] for line in study["summary"]} == {"3000"}
+    for corpus, whose in (("conll2003", "spaCy's "), ("btc", "")):
+        line = lines[corpus]
+        assert (f"{line['ours test F1']} against {whose}"
+                f"{line['spacy test F1']}, {line['ours - spaCy']}") in docs
+    assert (f"seeds 0-2 at 3,000 ([results](benchmarks/results/"
+            f"ner-corpora-interval-3000.md)): "
+            f"{lines['conll2003']['ours - spaCy']} and "
+            f"{lines['btc']['ours - spaCy']}.") in readme
