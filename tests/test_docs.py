@@ -494,3 +494,30 @@ def test_the_interval_3000_comparison_is_the_results_file():
             f"ner-corpora-interval-3000.md)): "
             f"{lines['conll2003']['ours - spaCy']} and "
             f"{lines['btc']['ours - spaCy']}.") in readme
+
+
+def test_the_learning_rate_run_is_the_results_file():
+    """docs/ner.md quotes `ner-corpora-lr2e-3-1000` (dev and test F1 of
+    `--learning-rate 2e-3` and the default), and its rule's verdict (not
+    shown: a dev gain inside the default's dev range) holds in it."""
+    docs = _words(ROOT / "docs" / "ner.md")
+    study = _results("ner-corpora-lr2e-3-1000")
+    assert study["finished"]
+    lines = {line["corpus"]: line for line in study["summary"]}
+    new, old = "ours-lr2e-3", "ours"
+    for corpus in ("conll2003", "btc"):
+        line = lines[corpus]
+        assert (f"{line[new + ' dev F1']} against {line[old + ' dev F1']}"
+                in docs)
+        gain = (_mean_range(line[new + " dev F1"])[0]
+                - _mean_range(line[old + " dev F1"])[0])
+        _, low, high = _mean_range(line[old + " dev F1"])
+        assert 0 < gain <= high - low
+    tests = [(lines[c][new + " test F1"].split()[0],
+              lines[c][old + " test F1"].split()[0])
+             for c in ("conll2003", "btc")]
+    assert (f"Test F1 {tests[0][0]} against {tests[0][1]} and "
+            f"{tests[1][0]} against {tests[1][1]}") in docs
+    from keras_resnorm.ner.config import TrainConfig
+
+    assert TrainConfig().learning_rate == 1e-3
