@@ -130,6 +130,24 @@ def _mean_range(cell):
     return float(mean), low, high
 
 
+def _dev_gain(line, new, old):
+    """A variant's mean dev F1 minus the default's, and the default's dev
+    range, from one row of a results summary."""
+    default, low, high = _mean_range(line[old + " dev F1"])
+    return _mean_range(line[new + " dev F1"])[0] - default, high - low
+
+
+def _assert_beside_spacy_quoted(docs, study):
+    """docs/ner.md quotes each corpus's ours/spaCy test F1 and their
+    difference from `study` (CoNLL-2003's as "spaCy's")."""
+    lines = {line["corpus"]: line for line in study["summary"]}
+    for corpus, whose in (("conll2003", "spaCy's "), ("btc", "")):
+        line = lines[corpus]
+        assert (f"{line['ours test F1']} against {whose}"
+                f"{line['spacy test F1']}, {line['ours - spaCy']}") in docs
+    return lines
+
+
 def test_the_readme_rerun_on_tweets_is_the_results_file():
     """The README's sentence on the default rerun on tweets quotes the
     summary of `ner-corpora-btc-default`: its means at 3,000, the gap to
@@ -391,8 +409,8 @@ def test_the_eval_steps_bullet_is_the_results_file():
             f"{btc[old + ' test F1'].split()[0]}.") in docs
 
     def beyond_range(line):
-        default, low, high = _mean_range(line[old + " dev F1"])
-        return _mean_range(line[new + " dev F1"])[0] - default > high - low
+        gain, default_range = _dev_gain(line, new, old)
+        return gain > default_range
     assert not (beyond_range(conll) and beyond_range(btc))
 
 
@@ -432,11 +450,10 @@ def test_the_eval_interval_table_is_the_results_files():
                 f"({line[old + ' spread']}) "
                 f"| {line[new + ' test F1'].split()[0]} "
                 f"({line[new + ' spread']}) |") in docs
-        default, low, high = _mean_range(line[old + " dev F1"])
-        assert _mean_range(line[new + " dev F1"])[0] >= default - (high - low)
+        gain, default_range = _dev_gain(line, new, old)
+        assert gain >= -default_range
     for point in (("conll2003", "1000"), ("btc", "1000")):
-        assert (_mean_range(lines[point][new + " dev F1"])[0]
-                > _mean_range(lines[point][old + " dev F1"])[0])
+        assert _dev_gain(lines[point], new, old)[0] > 0
     tests = [(lines[point][new + " test F1"].split()[0],
               lines[point][old + " test F1"].split()[0])
              for point in labels]
@@ -453,11 +470,7 @@ def test_the_interval_seeds_3_to_5_are_the_results_file():
     docs = _words(ROOT / "docs" / "ner.md")
     study = _results("ner-corpora-interval-seeds345-1000")
     assert study["finished"]
-    lines = {line["corpus"]: line for line in study["summary"]}
-    for corpus, whose in (("conll2003", "spaCy's "), ("btc", "")):
-        line = lines[corpus]
-        assert (f"{line['ours test F1']} against {whose}"
-                f"{line['spacy test F1']}, {line['ours - spaCy']}") in docs
+    lines = _assert_beside_spacy_quoted(docs, study)
     readme = _words(ROOT / "README.md")
     assert (f"{lines['conll2003']['ours - spaCy']} on CoNLL-2003, short of "
             f"our +1 aim, and {lines['btc']['ours - spaCy']} on tweets"
@@ -484,12 +497,8 @@ def test_the_interval_3000_comparison_is_the_results_file():
     readme = _words(ROOT / "README.md")
     study = _results("ner-corpora-interval-3000")
     assert study["finished"]
-    lines = {line["corpus"]: line for line in study["summary"]}
     assert {line["size"] for line in study["summary"]} == {"3000"}
-    for corpus, whose in (("conll2003", "spaCy's "), ("btc", "")):
-        line = lines[corpus]
-        assert (f"{line['ours test F1']} against {whose}"
-                f"{line['spacy test F1']}, {line['ours - spaCy']}") in docs
+    lines = _assert_beside_spacy_quoted(docs, study)
     assert (f"seeds 0-2 at 3,000 ([results](benchmarks/results/"
             f"ner-corpora-interval-3000.md)): "
             f"{lines['conll2003']['ours - spaCy']} and "
@@ -500,6 +509,8 @@ def test_the_learning_rate_run_is_the_results_file():
     """docs/ner.md quotes `ner-corpora-lr2e-3-1000` (dev and test F1 of
     `--learning-rate 2e-3` and the default), and its rule's verdict (not
     shown: a dev gain inside the default's dev range) holds in it."""
+    from keras_resnorm.ner.config import TrainConfig
+
     docs = _words(ROOT / "docs" / "ner.md")
     study = _results("ner-corpora-lr2e-3-1000")
     assert study["finished"]
@@ -509,15 +520,11 @@ def test_the_learning_rate_run_is_the_results_file():
         line = lines[corpus]
         assert (f"{line[new + ' dev F1']} against {line[old + ' dev F1']}"
                 in docs)
-        gain = (_mean_range(line[new + " dev F1"])[0]
-                - _mean_range(line[old + " dev F1"])[0])
-        _, low, high = _mean_range(line[old + " dev F1"])
-        assert 0 < gain <= high - low
+        gain, default_range = _dev_gain(line, new, old)
+        assert 0 < gain <= default_range
     tests = [(lines[c][new + " test F1"].split()[0],
               lines[c][old + " test F1"].split()[0])
              for c in ("conll2003", "btc")]
     assert (f"Test F1 {tests[0][0]} against {tests[0][1]} and "
             f"{tests[1][0]} against {tests[1][1]}") in docs
-    from keras_resnorm.ner.config import TrainConfig
-
     assert TrainConfig().learning_rate == 1e-3
