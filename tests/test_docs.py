@@ -528,3 +528,28 @@ def test_the_learning_rate_run_is_the_results_file():
     assert (f"Test F1 {tests[0][0]} against {tests[0][1]} and "
             f"{tests[1][0]} against {tests[1][1]}") in docs
     assert TrainConfig().learning_rate == 1e-3
+
+
+def test_the_full_size_default_runs_are_the_results_files():
+    """docs/ner.md and the README quote `ner-corpora-default-conll-all`
+    and `ner-corpora-default-btc-all` (today's default beside spaCy on all
+    of each corpus, the benchmark's budgets), and the +1 on CoNLL-2003
+    they report holds in the file."""
+    docs = _words(ROOT / "docs" / "ner.md")
+    readme = _words(ROOT / "README.md")
+    gaps = []
+    for corpus, name, whose in (
+            ("conll2003", "ner-corpora-default-conll-all", "spaCy's "),
+            ("btc", "ner-corpora-default-btc-all", "")):
+        study = _results(name)
+        assert study["finished"]
+        (line,) = study["summary"]
+        assert (line["corpus"], line["size"]) == (corpus, "all")
+        assert (f"{line['ours test F1']} against {whose}"
+                f"{line['spacy test F1']}, {line['ours - spaCy']}") in docs
+        gaps.append(line["ours - spaCy"])
+    assert float(gaps[0]) >= 1
+    assert (f"today's default on all of each corpus ([CoNLL](benchmarks/"
+            f"results/ner-corpora-default-conll-all.md), [tweets]"
+            f"(benchmarks/results/ner-corpora-default-btc-all.md)): "
+            f"{gaps[0]} and {gaps[1]}.") in readme
