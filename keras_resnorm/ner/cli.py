@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 
 from keras_resnorm._start_up import DEBUG_ENV, is_command_line, loud
 
@@ -46,6 +47,7 @@ def cmd_train(args, demo=False):
     config = TrainConfig.from_flags(args, args.defaults)
     if getattr(args, "seeds", 1) > 1:
         return _train_seeds(config, args.seeds)
+    started = time.perf_counter()
     model, metrics = train(config)
     if metrics is None:
         print(f"worker done; the chief writes and scores the run in "
@@ -68,17 +70,31 @@ def cmd_train(args, demo=False):
     print(f"best model: {os.path.join(config.run_dir, 'best.keras')}")
     print(f"TensorBoard logs: {os.path.join(config.run_dir, 'logs')} "
           f"(tensorboard --logdir {os.path.join(config.run_dir, 'logs')})")
+    exporting = 0.0
     if demo:
         from keras_resnorm.ner import export
 
         print("example:")
         _print_tags(Tagger(model), [EXAMPLE])
+        exporting = time.perf_counter()
         path = export.export(model, os.path.join(config.run_dir, "serving",
                                                  "ner"))
+        exporting = time.perf_counter() - exporting
         base = os.path.abspath(os.path.dirname(path))
         print(f"TF Serving export: {path} (serve it: docker run -p 8501:8501 "
               f"-v {base}:/models/ner -e MODEL_NAME=ner tensorflow/serving)")
+    print(_time_line(time.perf_counter() - started,
+                     metrics["train_seconds_this_call"], exporting))
     return metrics
+
+
+def _time_line(total, training, exporting):
+    """Where a run's wall time went, so a slow run shows what to cut."""
+    line = (f"time: {total:.0f} s in all (after start-up): training "
+            f"{training:.0f} s (XLA compiling and dev evaluation included), "
+            f"the rest (loading, building, scoring) "
+            f"{total - training - exporting:.0f} s")
+    return line + (f", export {exporting:.0f} s" if exporting else "")
 
 
 def _train_seeds(config, count):

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import re
 
 import keras
 import pytest
@@ -16,6 +17,14 @@ def test_demo_trains_evaluates_tags_and_exports(demo_run, builtin_corpus,
     assert "NOT the standard NER metric" in out
     assert "TensorBoard logs:" in out and cli.EXAMPLE in out
     assert "TF Serving export:" in out
+    # Where the time went: the parts add up to the whole, each positive.
+    total, training, rest, exporting = map(int, re.fullmatch(
+        r"time: (\d+) s in all \(after start-up\): training (\d+) s "
+        r"\(XLA compiling and dev evaluation included\), the rest "
+        r"\(loading, building, scoring\) (\d+) s, export (\d+) s",
+        out.strip().splitlines()[-1]).groups())
+    assert training > 0 and exporting > 0 and rest >= 0
+    assert abs(training + rest + exporting - total) <= 2
     # Each epoch: the bar, then the dev F1 line, and no second bar after it.
     lines = [x for x in out.splitlines() if x.strip()]
     after = lines[lines.index(next(x for x in lines if x.startswith(

@@ -273,7 +273,8 @@ def test_the_builtin_corpus_says_its_scores_mean_nothing(builtin_corpus,
                          "smoke test") < started.index("corpus: builtin")
     entity = {"f1": 1.0, "precision": 1.0, "recall": 1.0}
     metrics = {"test_entity": entity, "report": "", "corpus": "builtin",
-               "test_token_accuracy": 1.0, "untrained_types": []}
+               "test_token_accuracy": 1.0, "untrained_types": [],
+               "train_seconds_this_call": 0.0}
     monkeypatch.setattr(train_module, "train", lambda config: (None, metrics))
     cli.main(["ner", "train", "--run-dir", str(builtin_corpus.source)])
     scored = capsys.readouterr().out
