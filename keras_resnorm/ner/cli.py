@@ -76,10 +76,10 @@ def cmd_train(args, demo=False):
 
         print("example:")
         _print_tags(Tagger(model), [EXAMPLE])
-        exporting = time.perf_counter()
+        export_started = time.perf_counter()
         path = export.export(model, os.path.join(config.run_dir, "serving",
                                                  "ner"))
-        exporting = time.perf_counter() - exporting
+        exporting = time.perf_counter() - export_started
         base = os.path.abspath(os.path.dirname(path))
         print(f"TF Serving export: {path} (serve it: docker run -p 8501:8501 "
               f"-v {base}:/models/ner -e MODEL_NAME=ner tensorflow/serving)")
