@@ -15,7 +15,7 @@ run_dir/vocab.json         word and character vocabularies, tag set
 run_dir/backup/            the training state, saved atomically every epoch
                            (and every --backup-steps batches): a killed run
                            resumes here, exactly (see backup.py)
-run_dir/checkpoints/       epoch-NNN.keras after every epoch
+run_dir/checkpoints/       epoch-NNN.keras after every epoch dev scored
 run_dir/best.keras         the model with the best dev entity F1 so far
 run_dir/state.json         best F1, its epoch, early-stopping counter
 run_dir/logs/              TensorBoard: train/ (loss, learning rate),
@@ -42,7 +42,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnorm import _keras_workarounds, optimizers
-from keras_resnorm.callbacks import ResidualStreamDiagnostics
 from keras_resnorm.ner import context, distribute, files, pipeline, resume
 from keras_resnorm.ner import tags as tags_lib
 from keras_resnorm.ner.backup import TrainingBackup
@@ -59,6 +58,7 @@ from keras_resnorm.ner.features import vocabulary
 from keras_resnorm.ner.model import build_model, loss
 from keras_resnorm.ner.training_callbacks import (
     DevEntityF1,
+    DiagnosticsAtEvaluations,
     LearningRateSchedule,
     ModelCheckpoints,
     SwapAveragedWeights,
@@ -316,15 +316,17 @@ def _callbacks(write_dir, sample, tagger, f1_callback, learning_rate, budget,
         keras.callbacks.ProgbarLogger(),
         learning_rate,
         keras.callbacks.TensorBoard(log_dir, write_graph=False),
-        ResidualStreamDiagnostics(list(sample[0]), os.path.join(log_dir, "ner"),
-                                  targets=sample[1], sample_weight=sample[2]),
         # The averaged weights (--ema-momentum) in for the evaluation and
         # the checkpoints, then out again for training and the backup.
         SwapAveragedWeights(),
         f1_callback,
-        # After the evaluation, whose `improved` it reads.
+        # After the evaluation, whose `evaluated` and `improved` they read;
+        # the diagnostics measure the training weights, swapped back.
         ModelCheckpoints(tagger, write_dir, f1_callback),
         SwapAveragedWeights(),
+        DiagnosticsAtEvaluations(
+            f1_callback, list(sample[0]), os.path.join(log_dir, "ner"),
+            targets=sample[1], sample_weight=sample[2]),
     ]
     if budget is not None:
         callbacks.append(budget)

@@ -30,6 +30,30 @@ def test_run_writes_checkpoints_best_model_and_metrics(trained_run):
     assert metrics["test_entity"]["f1"] > 0.3
 
 
+def test_epochs_dev_did_not_score_get_no_checkpoint_nor_diagnostics(
+        tmp_path, builtin_corpus):
+    # Between dev evaluations (--eval-interval on a small corpus) the epoch
+    # writes only the backup (tests/ner/test_fault_tolerance.py resumes
+    # from it): a checkpoint no score picks, and an eager
+    # diagnostics batch, cost a small corpus's epochs a fifth of their time.
+    _, metrics = train(tiny_config(tmp_path, epochs=2, eval_interval=50.0),
+                       builtin_corpus)
+    state = json.loads((tmp_path / "state.json").read_text())
+    scored = [e["epoch"] for e in state["epochs"]
+              if e["dev_entity_f1"] is not None]
+    assert [e["epoch"] for e in state["epochs"]] == [1, 2] and scored == [2]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["epoch-002.keras"]
+    steps = set()
+    for name in os.listdir(tmp_path / "logs" / "ner"):
+        for event in tf.compat.v1.train.summary_iterator(
+                str(tmp_path / "logs" / "ner" / name)):
+            steps.update(event.step for value in event.summary.value
+                         if value.tag.startswith("residual/"))
+    # TensorBoard steps are 0-based epochs: the second epoch's end.
+    assert steps == {1}
+    assert metrics["dev_entity"]["f1"] == state["best_f1"]
+
+
 def test_tagger_api_returns_typed_spans_with_offsets(trained_run):
     run_dir, _, _ = trained_run
     tagger = Tagger.load(str(run_dir / "best.keras"))
