@@ -554,3 +554,38 @@ def test_the_full_size_default_runs_are_the_results_files():
             f"results/ner-corpora-default-conll-all.md), [tweets]"
             f"(benchmarks/results/ner-corpora-default-btc-all.md)): "
             f"{gaps[0]} and {gaps[1]}.") in readme
+
+
+def test_the_epoch_end_run_is_the_results_files():
+    """docs/ner.md's table of the lighter epoch ends quotes
+    `ner-corpora-epoch-end-{before,after}-{conll,btc}-1000` (epochs, dev
+    and test F1), and the rule it says was met holds in them: more epochs
+    on both corpora, mean dev F1 at least the old mean minus its range."""
+    import statistics
+
+    docs = _words(ROOT / "docs" / "ner.md")
+    for name, label in (("conll", "CoNLL-2003"), ("btc", "tweets")):
+        old, new = (_results(f"ner-corpora-epoch-end-{v}-{name}-1000")
+                    for v in ("before", "after"))
+        assert old["finished"] and new["finished"]
+        cells = []
+        epochs = {}
+        for key, study in (("old", old), ("new", new)):
+            runs = study["runs"]
+            epochs[key] = [r["epochs_run"] for r in runs]
+            cells.append(study["summary"][0])
+        low, high = min(epochs["old"]), max(epochs["old"])
+        new_low, new_high = min(epochs["new"]), max(epochs["new"])
+        span = (lambda a, b: f"{a}" if a == b else f"{a}-{b}")
+        row = (f"| {label} | {span(low, high)} -> {span(new_low, new_high)}"
+               f" | {cells[0]['ours dev F1']} | {cells[1]['ours dev F1']} | "
+               f"{cells[0]['ours test F1'].split()[0]} "
+               f"({cells[0]['ours spread']}) | "
+               f"{cells[1]['ours test F1'].split()[0]} "
+               f"({cells[1]['ours spread']}) |")
+        assert row in docs, row
+        assert (statistics.mean(epochs["new"])
+                > statistics.mean(epochs["old"]))
+        old_mean, old_low, old_high = _mean_range(cells[0]["ours dev F1"])
+        assert (_mean_range(cells[1]["ours dev F1"])[0]
+                >= old_mean - (old_high - old_low))
