@@ -568,24 +568,19 @@ def test_the_epoch_end_run_is_the_results_files():
         old, new = (_results(f"ner-corpora-epoch-end-{v}-{name}-1000")
                     for v in ("before", "after"))
         assert old["finished"] and new["finished"]
-        cells = []
-        epochs = {}
-        for key, study in (("old", old), ("new", new)):
-            runs = study["runs"]
-            epochs[key] = [r["epochs_run"] for r in runs]
-            cells.append(study["summary"][0])
-        low, high = min(epochs["old"]), max(epochs["old"])
-        new_low, new_high = min(epochs["new"]), max(epochs["new"])
-        span = (lambda a, b: f"{a}" if a == b else f"{a}-{b}")
-        row = (f"| {label} | {span(low, high)} -> {span(new_low, new_high)}"
+        epochs = [[r["epochs_run"] for r in study["runs"]]
+                  for study in (old, new)]
+        cells = [study["summary"][0] for study in (old, new)]
+        spans = [f"{min(e)}" if min(e) == max(e) else f"{min(e)}-{max(e)}"
+                 for e in epochs]
+        row = (f"| {label} | {spans[0]} -> {spans[1]}"
                f" | {cells[0]['ours dev F1']} | {cells[1]['ours dev F1']} | "
                f"{cells[0]['ours test F1'].split()[0]} "
                f"({cells[0]['ours spread']}) | "
                f"{cells[1]['ours test F1'].split()[0]} "
                f"({cells[1]['ours spread']}) |")
         assert row in docs, row
-        assert (statistics.mean(epochs["new"])
-                > statistics.mean(epochs["old"]))
+        assert statistics.mean(epochs[1]) > statistics.mean(epochs[0])
         old_mean, old_low, old_high = _mean_range(cells[0]["ours dev F1"])
         assert (_mean_range(cells[1]["ours dev F1"])[0]
                 >= old_mean - (old_high - old_low))

@@ -3,8 +3,9 @@ stopping (`DevEntityF1`), model checkpoints (`ModelCheckpoints`), the
 averaged weights in and out of the model around those two
 (`SwapAveragedWeights`), the residual-stream diagnostics at the epochs dev
 scored (`DiagnosticsAtEvaluations`), the learning rate
-(`LearningRateSchedule`) and the wall-clock budget (`TimeBudget`). `train.py` installs them, then the
-backup (`backup.py`) last, so it saves what they updated."""
+(`LearningRateSchedule`) and the wall-clock budget (`TimeBudget`).
+`train.py` installs them, then the backup (`backup.py`) last, so it saves
+what they updated."""
 
 import json
 import math
@@ -50,8 +51,8 @@ class DevEntityF1(keras.callbacks.Callback):
     `tokens_per_second` to the epoch logs (the callbacks after it, such as
     `ModelCheckpoints`, see them), writes them to TensorBoard, and sets
     `evaluated` when this epoch's end scored dev and `improved` when that
-    score beat the best dev F1 so far. After `patience`
-    epochs without a gain it stops training; with `strategy` spanning
+    score beat the best dev F1 so far. After `patience` epochs without a
+    gain it stops training; with `strategy` spanning
     several workers the decision is joint (`distribute.any_worker`).
 
     At small corpus sizes an epoch is a few dozen batches and the dev set
