@@ -584,3 +584,19 @@ def test_the_epoch_end_run_is_the_results_files():
         old_mean, old_low, old_high = _mean_range(cells[0]["ours dev F1"])
         assert (_mean_range(cells[1]["ours dev F1"])[0]
                 >= old_mean - (old_high - old_low))
+
+
+def test_the_default_at_1000_conll_is_the_results_file():
+    """docs/ner.md and the README quote `ner-corpora-default-conll-1000`
+    (today's default beside spaCy, seeds 0-2): both means, the
+    difference and ours' spread."""
+    docs = _words(ROOT / "docs" / "ner.md")
+    readme = _words(ROOT / "README.md")
+    study = _results("ner-corpora-default-conll-1000")
+    assert study["finished"]
+    [line] = study["summary"]
+    assert (f"ours {line['ours test F1']} against spaCy's "
+            f"{line['spacy test F1']}, {line['ours - spaCy']}") in docs
+    assert f"{line['ours spread']}, is over the 2-point aim" in docs
+    assert (f"ner-corpora-default-conll-1000.md)): {line['ours - spaCy']}, "
+            f"ours' spread {line['ours spread']}.") in readme
