@@ -559,11 +559,13 @@ def test_the_full_size_default_runs_are_the_results_files():
 def test_the_epoch_end_run_is_the_results_files():
     """docs/ner.md's table of the lighter epoch ends quotes
     `ner-corpora-epoch-end-{before,after}-{conll,btc}-1000` (epochs, dev
-    and test F1), and the rule it says was met holds in them: more epochs
+    and test F1), the README their epochs, and the rule it says was met holds in them: more epochs
     on both corpora, mean dev F1 at least the old mean minus its range."""
     import statistics
 
     docs = _words(ROOT / "docs" / "ner.md")
+    readme = _words(ROOT / "README.md")
+    quoted = {}
     for name, label in (("conll", "CoNLL-2003"), ("btc", "tweets")):
         old, new = (_results(f"ner-corpora-epoch-end-{v}-{name}-1000")
                     for v in ("before", "after"))
@@ -580,10 +582,15 @@ def test_the_epoch_end_run_is_the_results_files():
                f"{cells[1]['ours test F1'].split()[0]} "
                f"({cells[1]['ours spread']}) |")
         assert row in docs, row
+        quoted[name] = spans
         assert statistics.mean(epochs[1]) > statistics.mean(epochs[0])
         old_mean, old_low, old_high = _mean_range(cells[0]["ours dev F1"])
         assert (_mean_range(cells[1]["ours dev F1"])[0]
                 >= old_mean - (old_high - old_low))
+    # The README's sentence gives the same epochs.
+    assert (f"held {quoted['conll'][1]} epochs instead of "
+            f"{quoted['conll'][0]} on CoNLL-2003 and {quoted['btc'][1]} "
+            f"instead of {quoted['btc'][0]} on tweets") in readme
 
 
 def test_the_default_at_1000_conll_is_the_results_file():
