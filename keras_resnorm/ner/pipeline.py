@@ -17,6 +17,7 @@ __all__ = [
     "BUCKETS",
     "bucket_lengths",
     "epochs_dataset",
+    "fill_batch",
     "make_dataset",
     "mention_pool",
     "num_batches",
@@ -71,13 +72,15 @@ def row_limit(max_length, contexts=None):
 
 
 def num_batches(sentences, batch_size, max_length, contexts=None):
-    """How many batches a training (`drop_remainder`) pipeline yields."""
+    """How many batches a pipeline yields: per length bucket, its rows
+    over `batch_size`, rounded up (a training pipeline fills each bucket's
+    last batch up to `batch_size` with empty rows; see `make_dataset`)."""
     bounds = bucket_lengths(row_limit(max_length, contexts))
     counts = collections.Counter()
     for tokens, _, context in rows(sentences, max_length, contexts):
         length = len(tokens) + len(context)
         counts[next(b for b in bounds if length <= b)] += 1
-    return sum(n // batch_size for n in counts.values())
+    return sum(-(-n // batch_size) for n in counts.values())
 
 
 def mention_pool(pieces):
@@ -107,7 +110,7 @@ def replace_mentions(tokens, tags, pool, rate, rng):
 
 
 def make_dataset(sentences, tags, batch_size=32, max_length=128,
-                 shuffle=False, seed=0, drop_remainder=None, epoch=0,
+                 shuffle=False, seed=0, full_batches=None, epoch=0,
                  prefetch=True, mention_replacement=0.0, contexts=None):
     """A tf.data pipeline of `(tokens, tag_ids, weights)` batches.
 
@@ -117,12 +120,16 @@ def make_dataset(sentences, tags, batch_size=32, max_length=128,
     each of its windows; see `rows`). Rows are bucketed by
     length and each bucket is padded to its fixed length
     (`bucket_lengths`), so batches carry little padding and XLA compiles
-    for a few shapes only. With `drop_remainder` (the default when
+    for a few shapes only. With `full_batches` (the default when
     shuffling, i.e. for training) each bucket's last partial batch is
-    dropped, so every batch has the same size; a different few sentences
-    wait each epoch. Sentences longer than `max_length` are split into
-    windows (`row_spans`): no token is dropped, and prediction sees the same
-    windows and joins their tags back.
+    filled up to `batch_size` with empty rows (tokens "", weight 0, which
+    the loss and the metrics skip), so every batch has the same shape and
+    every row trains every epoch, the rows of a bucket smaller than a
+    batch included (dropping the remainder instead left those, the longest
+    sentences of a small corpus, out of training altogether). Sentences
+    longer than `max_length` are split into windows (`row_spans`): no token
+    is dropped, and prediction sees the same windows and joins their tags
+    back.
 
     With `shuffle`, the order is a fixed function of `seed` and `epoch`
     (an int or a scalar tensor), the same in every process: a resumed run
@@ -130,8 +137,8 @@ def make_dataset(sentences, tags, batch_size=32, max_length=128,
     So are the mentions that `mention_replacement` > 0 replaces
     (`replace_mentions`, training only).
     """
-    if drop_remainder is None:
-        drop_remainder = shuffle
+    if full_batches is None:
+        full_batches = shuffle
     index = {tag: i for i, tag in enumerate(tags)}
     pieces = rows(sentences, max_length, contexts)
 
@@ -165,11 +172,22 @@ def make_dataset(sentences, tags, batch_size=32, max_length=128,
         padded_shapes=([None], [None]),
         padding_values=(PAD, 0),
         pad_to_bucket_boundary=True,
-        drop_remainder=drop_remainder,
     )
+    if full_batches:
+        ds = ds.map(lambda toks, labs: fill_batch(toks, labs, batch_size))
     ds = ds.map(lambda toks, labs: (
         toks, labs, tf.cast(features_lib.scored_mask(toks), tf.float32)))
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+def fill_batch(tokens, tag_ids, batch_size):
+    """`(tokens, tag_ids)` with empty rows (tokens "", tag 0) appended up
+    to `batch_size` rows, and the batch size made static."""
+    missing = batch_size - tf.shape(tokens)[0]
+    tokens = tf.pad(tokens, [[0, missing], [0, 0]], constant_values=PAD)
+    tag_ids = tf.pad(tag_ids, [[0, missing], [0, 0]])
+    return (tf.ensure_shape(tokens, [batch_size, None]),
+            tf.ensure_shape(tag_ids, [batch_size, None]))
 
 
 def recase_rows(tokens, rate, seed):

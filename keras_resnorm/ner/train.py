@@ -285,9 +285,8 @@ def _steps_per_epoch(config, train_sentences, train_contexts):
                                  config.model.max_length, train_contexts)
     if steps < 1:
         raise ConfigError(
-            f"no full training batch: fewer training sentences of one length "
-            f"bucket than batch_size. Received: batch_size="
-            f"{config.batch_size}, {len(train_sentences)} sentences")
+            f"no training batch: the training split has no tokens. "
+            f"Received: {len(train_sentences)} sentences")
     return steps
 
 

@@ -171,6 +171,32 @@ def test_dataset_buckets_pad_and_weights():
     assert len(train) == pipeline.num_batches(sentences, 2, 32)
 
 
+def test_training_batches_are_full_and_every_row_trains():
+    # Five short rows and one long one, batches of 4: the long row's bucket
+    # holds fewer rows than a batch. Each bucket's last batch is filled up
+    # with empty rows of weight 0, so every row trains every epoch.
+    sentences = [([f"s{i}"] * 3, ["O"] * 3) for i in range(5)] + [
+        (["long"] * 20, ["B-PER"] + ["I-PER"] * 19)]
+    tags = ["O", "B-PER", "I-PER"]
+    for epoch in (0, 1):
+        train = list(pipeline.make_dataset(sentences, tags, batch_size=4,
+                                           max_length=32, shuffle=True,
+                                           epoch=epoch))
+        assert len(train) == pipeline.num_batches(sentences, 4, 32) == 3
+        assert [b[0].shape[0] for b in train] == [4, 4, 4]
+        assert sum(int(np.sum(w)) for _, _, w in train) == 5 * 3 + 20
+        assert sorted(t.decode() for tokens, _, _ in train
+                      for row in tokens.numpy() for t in row[:1] if t) == [
+            "long", "s0", "s1", "s2", "s3", "s4"]
+        for tokens, tag_ids, weights in train:
+            empty = (tokens.numpy() == b"").all(axis=1)
+            assert not weights.numpy()[empty].any()
+            assert not tag_ids.numpy()[empty].any()
+    spec = pipeline.make_dataset(sentences, tags, batch_size=4,
+                                 max_length=32, shuffle=True).element_spec
+    assert spec[0].shape[0] == 4
+
+
 def _order(ds):
     return [tuple(t.decode() for t in row if t) for tokens, _, _ in ds
             for row in tokens.numpy()]
