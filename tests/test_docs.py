@@ -628,3 +628,22 @@ def test_the_longer_average_run_is_the_results_file():
         met = met and new_high - new_low < old_high - old_low
     assert not met
     assert "the ranges are no smaller, so the rule is not met" in docs
+
+
+def test_the_fill_run_is_the_results_files():
+    """docs/ner.md's table of `ner-corpora-fill-{old,new}-*-1000` (each
+    bucket's last batch filled instead of dropped) is the results files',
+    and the rule written before the runs holds on both corpora."""
+    docs = _words(ROOT / "docs" / "ner.md")
+    for corpus, label in (("conll", "CoNLL-2003"), ("btc", "tweets")):
+        old, new = ([_results(f"ner-corpora-fill-{version}-{corpus}-1000")
+                     ["summary"][0] for version in ("old", "new")])
+        row = " | ".join([
+            f"| {label}", old["ours dev F1"], new["ours dev F1"],
+            f"{old['ours test F1'].split()[0]} ({old['ours spread']})",
+            f"{new['ours test F1'].split()[0]} ({new['ours spread']})",
+            f"{old['ours tokens/s']:,.0f} -> {new['ours tokens/s']:,.0f} |"])
+        assert row in docs
+        mean, low, high = _mean_range(old["ours dev F1"])
+        assert _mean_range(new["ours dev F1"])[0] >= mean - (high - low)
+
