@@ -647,3 +647,19 @@ def test_the_fill_run_is_the_results_files():
         mean, low, high = _mean_range(old["ours dev F1"])
         assert _mean_range(new["ours dev F1"])[0] >= mean - (high - low)
 
+
+def test_the_filled_seeds345_run_is_the_results_file():
+    """docs/ner.md quotes `ner-corpora-filled-seeds345-1000` (today's
+    default beside spaCy, seeds 3-5): both means and the difference on
+    each corpus, and ours' spread on tweets."""
+    docs = _words(ROOT / "docs" / "ner.md")
+    study = _results("ner-corpora-filled-seeds345-1000")
+    assert study["finished"]
+    lines = {line["corpus"]: line for line in study["summary"]}
+    conll, btc = lines["conll2003"], lines["btc"]
+    assert (f"On CoNLL-2003 ours {conll['ours test F1']} against spaCy's "
+            f"{conll['spacy test F1']}, {conll['ours - spaCy']}") in docs
+    assert (f"On tweets {btc['ours test F1']} against "
+            f"{btc['spacy test F1']}, {btc['ours - spaCy']}; ours' spread, "
+            f"{btc['ours spread']},") in docs
+
