@@ -17,7 +17,6 @@ __all__ = [
     "BUCKETS",
     "bucket_lengths",
     "epochs_dataset",
-    "fill_batch",
     "make_dataset",
     "mention_pool",
     "num_batches",
@@ -174,13 +173,13 @@ def make_dataset(sentences, tags, batch_size=32, max_length=128,
         pad_to_bucket_boundary=True,
     )
     if full_batches:
-        ds = ds.map(lambda toks, labs: fill_batch(toks, labs, batch_size))
+        ds = ds.map(lambda toks, labs: _fill_batch(toks, labs, batch_size))
     ds = ds.map(lambda toks, labs: (
         toks, labs, tf.cast(features_lib.scored_mask(toks), tf.float32)))
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
-def fill_batch(tokens, tag_ids, batch_size):
+def _fill_batch(tokens, tag_ids, batch_size):
     """`(tokens, tag_ids)` with empty rows (tokens "", tag 0) appended up
     to `batch_size` rows, and the batch size made static."""
     missing = batch_size - tf.shape(tokens)[0]
